@@ -1,0 +1,31 @@
+"""Verify TLS certificates with the operating system's trust store.
+
+``truststore.SSLContext`` is a drop-in ``ssl.SSLContext``;
+``inject_into_ssl()`` makes it the one every library gets, and
+``extract_from_ssl()`` undoes that.
+
+This package is imported at every interpreter start (the auto-injection .pth
+imports ``truststore._hook``, and Python imports this package first), so it
+imports nothing: the public names resolve on first use (PEP 562).
+"""
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ._api import SSLContext, extract_from_ssl, inject_into_ssl
+
+__version__ = "0.1.0"
+__all__ = ["SSLContext", "extract_from_ssl", "inject_into_ssl"]
+
+
+def __getattr__(name: str) -> "object":
+    if name in __all__:
+        from . import _api
+
+        value = getattr(_api, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> "list[str]":
+    return sorted(set(globals()) | set(__all__))

@@ -1,0 +1,584 @@
+"""The public facade: ``SSLContext``, ``inject_into_ssl()``, ``extract_from_ssl()``.
+
+How verification works depends on the backend (chosen once, by platform):
+
+* Linux/BSD (``_openssl``): the operating system's store *is* an OpenSSL
+  store, so the context loads it once, at creation, and OpenSSL verifies
+  during the handshake exactly as the standard library would.  Nothing runs
+  per connection except turning OpenSSL's error into our message shape.
+* Windows and macOS (``_windows``/``_macos``): OpenSSL is told not to verify
+  (``CERT_NONE`` on the native context), and after each client handshake the
+  peer's chain goes to the OS API.  The user-visible ``verify_mode`` and
+  ``check_hostname`` live on this object and are snapshotted per connection
+  when its SSL object is created, like OpenSSL snapshots them; nothing shared
+  is ever flipped around a handshake.
+
+Platform code stays in the backend modules; this file only routes.
+"""
+
+from __future__ import annotations
+
+import _ssl
+import os
+import ssl
+import sys
+import threading
+import typing
+from typing import Any
+
+from . import _common
+
+if sys.platform == "win32":
+    from . import _windows as _backend
+elif sys.platform == "darwin":
+    from . import _macos as _backend
+else:
+    from . import _openssl as _backend
+
+if typing.TYPE_CHECKING:
+    from typing_extensions import Buffer
+
+__all__ = ["SSLContext", "extract_from_ssl", "inject_into_ssl"]
+
+_T = typing.TypeVar("_T")
+
+# The standard library's class, captured before anyone replaces it.
+_StdSSLContext = ssl.SSLContext
+_CSSLContext = _ssl._SSLContext
+# The C-level descriptors, typed loosely: typeshed models them as plain
+# attributes, but we call their __get__/__set__ to bypass Python overrides.
+_C_CHECK_HOSTNAME: Any = vars(_CSSLContext)["check_hostname"]
+_C_VERIFY_MODE: Any = vars(_CSSLContext)["verify_mode"]
+
+# Properties whose setters in CPython's ssl.py call
+# ``super(SSLContext, SSLContext).<name>.__set__``: they look up the *global*
+# name ``SSLContext`` at call time, so once ``ssl.SSLContext`` is our class
+# that ``super()`` lands on whatever follows our class in its MRO.
+_GLOBAL_SUPER_PROPERTIES = (
+    "minimum_version",
+    "maximum_version",
+    "options",
+    "verify_flags",
+    "verify_mode",
+    "_msg_callback",
+)
+
+
+def _c_level_property(name: str) -> property:
+    """A property that goes straight to the C implementation of *name*."""
+    c_descriptor = getattr(_CSSLContext, name)
+
+    def fget(self: Any) -> Any:
+        return c_descriptor.__get__(self, _CSSLContext)
+
+    def fset(self: Any, value: Any) -> None:
+        c_descriptor.__set__(self, value)
+
+    return property(fget, fset, doc=f"C-level {name} (see _SuperTarget).")
+
+
+class _SuperTarget(_StdSSLContext):
+    """Where ``super(SSLContext, SSLContext)`` lands once we are injected.
+
+    ``SSLContext`` (ours) -> ``_SuperTarget`` -> ``ssl.SSLContext`` -> C.
+    When ssl.py's own setters (running for our instances, or for stdlib
+    contexts created before injection) ask ``super(<our class>, <our class>)``
+    for a property, they find these C-level ones instead of ssl.py's Python
+    properties again, so there is no recursion, in any injection order.
+    Our class re-exposes ssl.py's properties, so normal attribute access
+    still runs ssl.py's logic (enum wrapping, SSLv3 handling, callbacks).
+    """
+
+    for _name in _GLOBAL_SUPER_PROPERTIES:
+        if hasattr(_CSSLContext, _name):
+            locals()[_name] = _c_level_property(_name)
+    del _name
+
+
+def _verifying(owner: Any) -> bool:
+    return isinstance(owner, (_VerifyingSSLSocket, _VerifyingSSLObject))
+
+
+class _Failed:
+    """Stands in for the SSL object of a connection whose peer was rejected.
+
+    Any use (read, write, shutdown, ...) raises the verification error again,
+    so a caller that catches the first error cannot talk to the peer anyway.
+    """
+
+    def __init__(self, error: ssl.SSLCertVerificationError) -> None:
+        self._error = error
+
+    def __getattr__(self, name: str) -> Any:
+        raise self._error
+
+
+class _Pending:
+    """What a client connection must be verified against, fixed at creation."""
+
+    __slots__ = ("check_hostname", "context", "host", "verify_flags", "verify_mode")
+
+    def __init__(
+        self,
+        context: SSLContext,
+        host: str | None,
+        check_hostname: bool,
+        verify_mode: int,
+        verify_flags: int,
+    ) -> None:
+        self.context = context
+        self.host = host
+        self.check_hostname = check_hostname
+        self.verify_mode = verify_mode
+        self.verify_flags = verify_flags
+
+
+def _finish_handshake(owner: Any) -> None:
+    """Run the backend's verification once, right after the real handshake."""
+    pending: _Pending | None = owner.__dict__.pop("_truststore_pending", None)
+    if pending is None:
+        return
+    try:
+        pending.context._verify_peer(owner._sslobj, pending)
+    except ssl.SSLCertVerificationError as exc:
+        owner._sslobj = _Failed(exc)
+        raise
+
+
+def _enrich_native_error(
+    owner: Any, exc: ssl.SSLCertVerificationError
+) -> ssl.SSLCertVerificationError:
+    """OpenSSL's error in our shape: same code, message naming the host."""
+    context = owner.__dict__.get("_truststore_context")
+    host = owner.server_hostname
+    message = getattr(exc, "verify_message", None) or str(exc)
+    if isinstance(context, SSLContext) and context._os_store_empty:
+        message += f" (no trusted CA certificates could be loaded: {store_description()})"
+    new = _common.verification_error(getattr(exc, "verify_code", 1) or 1, message, host)
+    return new
+
+
+class _VerifyingSSLSocket(ssl.SSLSocket):
+    """``ssl.SSLSocket`` that hands the peer to the backend after its handshake."""
+
+    def do_handshake(self, block: bool = False) -> None:
+        try:
+            super().do_handshake(block)
+        except ssl.SSLCertVerificationError as exc:
+            if "_truststore_context" not in self.__dict__:
+                raise
+            raise _enrich_native_error(self, exc) from None
+        try:
+            _finish_handshake(self)
+        except ssl.SSLCertVerificationError:
+            self.close()
+            raise
+
+
+class _VerifyingSSLObject(ssl.SSLObject):
+    """``ssl.SSLObject`` (the asyncio / memory-BIO path), same treatment."""
+
+    def do_handshake(self) -> None:
+        try:
+            super().do_handshake()
+        except ssl.SSLCertVerificationError as exc:
+            if "_truststore_context" not in self.__dict__:
+                raise
+            raise _enrich_native_error(self, exc) from None
+        _finish_handshake(self)
+
+
+_combined_classes: dict[tuple[type, type], type] = {}
+_combined_lock = threading.Lock()
+
+
+def _with_verification(cls: type[_T], mixin: type) -> type[_T]:
+    """*cls* (a user's SSLSocket/SSLObject subclass) plus our handshake hook."""
+    if issubclass(cls, mixin):
+        return cls
+    key = (cls, mixin)
+    with _combined_lock:
+        combined = _combined_classes.get(key)
+        if combined is None:
+            combined = type(f"Truststore{cls.__name__}", (mixin, cls), {})
+            _combined_classes[key] = combined
+    return combined
+
+
+class SSLContext(_SuperTarget):
+    """``ssl.SSLContext`` that verifies servers against the OS trust store.
+
+    It is a real ``ssl.SSLContext`` subclass: every attribute and method
+    works, and ``isinstance(ctx, ssl.SSLContext)`` holds.  Certificates added
+    with ``load_verify_locations()`` are trusted in addition to the OS store.
+    With no argument the protocol is ``PROTOCOL_TLS_CLIENT``.
+
+    A context made with ``PROTOCOL_TLS_SERVER`` is a plain stdlib server
+    context: a server verifies *client* certificates against the CAs its
+    owner chose, never against every CA the OS trusts.
+    """
+
+    # ssl.py's own properties, re-exposed so that normal access runs their
+    # logic (see _SuperTarget for why the MRO needs the C ones behind us).
+    for _name in _GLOBAL_SUPER_PROPERTIES:
+        if _name in vars(_StdSSLContext):
+            locals()[_name] = vars(_StdSSLContext)[_name]
+    del _name
+
+    # The backend's per-context verifier, or None where OpenSSL itself
+    # verifies against the OS store (Linux/BSD).  Tests of a backend on
+    # another platform set this on a subclass; nothing else should.
+    _verifier_class: typing.ClassVar[type[Any] | None] = getattr(_backend, "Verifier", None)
+
+    def __new__(cls, protocol: int | None = None, *args: Any, **kwargs: Any) -> SSLContext:
+        if protocol is None:
+            protocol = ssl.PROTOCOL_TLS_CLIENT
+        self: SSLContext = _StdSSLContext.__new__(cls, protocol)
+        return self
+
+    def __init__(self, protocol: int | None = None) -> None:
+        self._truststore_lock = threading.Lock()
+        self._is_client = self.protocol != ssl.PROTOCOL_TLS_SERVER
+        self._os_store_empty = False
+        self._extra_anchors: list[bytes] = []
+        self._verifier: Any = None
+        self._user_sslsocket_class: type[ssl.SSLSocket] = ssl.SSLSocket
+        self._user_sslobject_class: type[ssl.SSLObject] = ssl.SSLObject
+        self._intercept = self._is_client and self._verifier_class is not None
+        if self._intercept:
+            # The user's view starts from what OpenSSL set for this protocol
+            # (TLS_CLIENT: CERT_REQUIRED + check_hostname); the native
+            # context is then told to accept anything, because we verify.
+            self._user_check_hostname = bool(_C_CHECK_HOSTNAME.__get__(self))
+            self._user_verify_mode = ssl.VerifyMode(_C_VERIFY_MODE.__get__(self))
+            _C_CHECK_HOSTNAME.__set__(self, False)
+            _C_VERIFY_MODE.__set__(self, ssl.CERT_NONE)
+            assert self._verifier_class is not None
+            self._verifier = self._verifier_class()
+        elif self._is_client:
+            self._os_store_empty = not _load_os_trust(self)
+
+    # -- the switches the user sees -------------------------------------
+    @property
+    def verify_mode(self) -> ssl.VerifyMode:
+        if self._intercept_active():
+            return self._user_verify_mode
+        return ssl.VerifyMode(_StdSSLContext.verify_mode.fget(self))  # type: ignore[attr-defined]
+
+    @verify_mode.setter
+    def verify_mode(self, value: ssl.VerifyMode | int) -> None:
+        if not self._intercept_active():
+            _StdSSLContext.verify_mode.fset(self, value)  # type: ignore[attr-defined]
+            return
+        if value not in (ssl.CERT_NONE, ssl.CERT_OPTIONAL, ssl.CERT_REQUIRED):
+            raise ValueError("invalid value for verify_mode")
+        if value == ssl.CERT_NONE and self._user_check_hostname:
+            raise ValueError("Cannot set verify_mode to CERT_NONE when check_hostname is enabled.")
+        self._user_verify_mode = ssl.VerifyMode(value)
+
+    @property
+    def check_hostname(self) -> bool:
+        if self._intercept_active():
+            return self._user_check_hostname
+        return bool(_C_CHECK_HOSTNAME.__get__(self))
+
+    @check_hostname.setter
+    def check_hostname(self, value: bool) -> None:
+        if not self._intercept_active():
+            _C_CHECK_HOSTNAME.__set__(self, value)
+            return
+        enable = bool(value)
+        # Same coupling as CPython's C setter: asking for host-name checks
+        # on a context that verifies nothing turns verification on.
+        if enable and self._user_verify_mode == ssl.CERT_NONE:
+            self._user_verify_mode = ssl.CERT_REQUIRED
+        self._user_check_hostname = enable
+
+    def _intercept_active(self) -> bool:
+        # Before __init__ ran (e.g. a subclass that overrides __init__ badly)
+        # the native settings are the truth.
+        return self.__dict__.get("_intercept", False) is True
+
+    # -- socket classes: ours wrap whatever the user chooses -----------------
+    @property
+    def sslsocket_class(self) -> type[ssl.SSLSocket]:
+        return _with_verification(self._user_sslsocket_class, _VerifyingSSLSocket)
+
+    @sslsocket_class.setter
+    def sslsocket_class(self, value: type[ssl.SSLSocket]) -> None:
+        self._user_sslsocket_class = value
+
+    @property
+    def sslobject_class(self) -> type[ssl.SSLObject]:
+        return _with_verification(self._user_sslobject_class, _VerifyingSSLObject)
+
+    @sslobject_class.setter
+    def sslobject_class(self, value: type[ssl.SSLObject]) -> None:
+        self._user_sslobject_class = value
+
+    # -- connection creation ---------------------------------------------
+    def _wrap_socket(
+        self,
+        sock: Any,
+        server_side: bool,
+        server_hostname: str | None = None,
+        *,
+        owner: Any = None,
+        session: Any = None,
+    ) -> Any:
+        self._before_wrap(owner, server_side, server_hostname)
+        return super()._wrap_socket(  # type: ignore[misc]
+            sock, server_side, server_hostname, owner=owner, session=session
+        )
+
+    def _wrap_bio(
+        self,
+        incoming: ssl.MemoryBIO,
+        outgoing: ssl.MemoryBIO,
+        server_side: bool,
+        server_hostname: str | None = None,
+        *,
+        owner: Any = None,
+        session: Any = None,
+    ) -> Any:
+        self._before_wrap(owner, server_side, server_hostname)
+        return super()._wrap_bio(  # type: ignore[misc]
+            incoming, outgoing, server_side, server_hostname, owner=owner, session=session
+        )
+
+    def _before_wrap(self, owner: Any, server_side: bool, server_hostname: str | None) -> None:
+        """Fix, per connection, what its handshake will be verified against."""
+        if "_is_client" not in self.__dict__:
+            # A subclass skipped our __init__: this is a plain stdlib context
+            # (no OS store, OpenSSL's own checks), which fails closed.
+            return
+        if server_side:
+            if self._is_client and self.verify_mode != ssl.CERT_NONE:
+                # This context trusts the whole OS store for *servers*; using
+                # it to check client certificates would accept any client
+                # with a publicly trusted certificate.  Refuse loudly.
+                raise ValueError(
+                    "truststore.SSLContext cannot verify client certificates; "
+                    "use a context created with ssl.PROTOCOL_TLS_SERVER"
+                )
+            return
+        if self.check_hostname and not server_hostname:
+            # ssl.SSLSocket checks this, but wrap_bio() does not, and OpenSSL
+            # would then match no name at all.  No I/O has happened yet.
+            raise ValueError("check_hostname requires server_hostname")
+        if not self._intercept_active():
+            if owner is not None and _verifying(owner):
+                owner.__dict__["_truststore_context"] = self
+            return
+        if not _verifying(owner):
+            # Someone drives the C object without ssl.py's classes; we would
+            # never see the end of its handshake, and OpenSSL verifies
+            # nothing here.  Fail closed.
+            raise ssl.SSLError(
+                "truststore.SSLContext needs ssl.SSLSocket/ssl.SSLObject (or "
+                "subclasses) to verify the peer; got "
+                f"{type(owner).__name__}"
+            )
+        owner.__dict__["_truststore_pending"] = _Pending(
+            self,
+            _common.normalize_host(server_hostname),
+            self._user_check_hostname,
+            self._user_verify_mode,
+            int(self.verify_flags),
+        )
+
+    def _verify_peer(self, sslobj: Any, pending: _Pending) -> None:
+        if pending.verify_mode == ssl.CERT_NONE:
+            return
+        chain = sslobj.get_unverified_chain() or []
+        ders = [cert.public_bytes(_ssl.ENCODING_DER) for cert in chain]
+        if not ders:
+            raise _common.verification_error(
+                _common.X509_V_ERR_UNSPECIFIED,
+                "the peer sent no certificate",
+                pending.host,
+            )
+        try:
+            self._verifier.verify(
+                ders,
+                pending.host,
+                check_hostname=pending.check_hostname,
+                verify_flags=pending.verify_flags,
+            )
+        except ssl.SSLCertVerificationError:
+            raise
+        except Exception as exc:
+            # A backend bug or an OS API failure must never read as "trusted".
+            raise _common.verification_error(
+                _common.X509_V_ERR_UNSPECIFIED,
+                f"the OS verifier failed: {exc!r}",
+                pending.host,
+            ) from exc
+
+    # -- trust anchors -----------------------------------------------------
+    def load_verify_locations(
+        self,
+        cafile: str | bytes | os.PathLike[str] | os.PathLike[bytes] | None = None,
+        capath: str | bytes | os.PathLike[str] | os.PathLike[bytes] | None = None,
+        cadata: str | Buffer | None = None,
+    ) -> None:
+        """Trust these certificates in addition to the OS store.
+
+        The native context loads them first, so errors are exactly the
+        standard library's; an intercepting backend then gets the same
+        certificates as extra anchors.
+        """
+        super().load_verify_locations(cafile, capath, cadata)
+        if not self._intercept_active():
+            return
+        added = _collect_anchor_ders(cafile, capath, cadata)
+        if not added:
+            return
+        with self._truststore_lock:
+            self._extra_anchors.extend(added)
+            anchors = list(self._extra_anchors)
+        self._verifier.set_extra_anchors(anchors)
+
+    def load_default_certs(self, purpose: ssl.Purpose = ssl.Purpose.SERVER_AUTH) -> None:
+        """The OS store is already this context's default; nothing to add.
+
+        On Linux the store was loaded when the context was created; on
+        Windows and macOS the OS API is asked on every verification.  Loading
+        it again (as urllib3 and ``ssl.create_default_context`` do) would
+        only cost time.
+        """
+        if not isinstance(purpose, ssl._ASN1Object):
+            raise TypeError(purpose)
+        if not self._is_client:
+            super().load_default_certs(purpose)
+
+    def set_default_verify_paths(self) -> None:
+        if not self._is_client:
+            super().set_default_verify_paths()
+
+
+def _load_os_trust(context: SSLContext) -> bool:
+    """Load the OS store into the native context where the backend has one
+    to load (Linux/BSD); elsewhere the OS API is asked per verification."""
+    loader: Any = getattr(_backend, "load_os_trust", None)
+    return True if loader is None else bool(loader(context))
+
+
+def _read_anchor_file(path: str) -> list[bytes]:
+    with open(path, "rb") as f:
+        data = f.read()
+    return _common.pem_to_der_list(data)
+
+
+def _collect_anchor_ders(cafile: Any, capath: Any, cadata: Any) -> list[bytes]:
+    """DER of the certificates the native context just accepted.
+
+    Only called after OpenSSL loaded the same inputs without error, so the
+    inputs exist and parse.
+    """
+    ders: list[bytes] = []
+    if cafile is not None:
+        ders.extend(_read_anchor_file(os.fsdecode(cafile)))
+    if capath is not None:
+        directory = os.fsdecode(capath)
+        for entry in sorted(os.listdir(directory)):
+            full = os.path.join(directory, entry)
+            if os.path.isfile(full):
+                try:
+                    ders.extend(_read_anchor_file(full))
+                except OSError:
+                    continue
+    if cadata is not None:
+        if isinstance(cadata, str):
+            ders.extend(_common.pem_to_der_list(cadata))
+        else:
+            ders.extend(_common.split_der_sequence(bytes(cadata)))
+    return ders
+
+
+# -- injection -------------------------------------------------------------
+
+_injection_lock = threading.RLock()
+_saved_requests_contexts: dict[str, Any] = {}
+
+
+def _patch_module(name: str, injected: bool) -> None:
+    """Point one already-imported HTTP module at the current SSLContext."""
+    module = sys.modules.get(name)
+    if module is None:
+        return
+    target = SSLContext if injected else _StdSSLContext
+    if name.endswith("urllib3.util.ssl_"):
+        if getattr(module, "SSLContext", None) in (SSLContext, _StdSSLContext):
+            setattr(module, "SSLContext", target)  # noqa: B010
+    elif name.endswith("requests.adapters"):
+        _patch_requests_adapters(name, module, injected)
+
+
+def _patch_requests_adapters(name: str, module: Any, injected: bool) -> None:
+    """requests >= 2.32 builds one context at import; swap it for ours."""
+    current = getattr(module, "_preloaded_ssl_context", None)
+    if current is None:
+        return
+    if injected:
+        if name in _saved_requests_contexts:
+            return
+        _saved_requests_contexts[name] = current
+        # requests loaded certifi's bundle into that context (and, if it was
+        # imported after injection, into one of ours).  Its replacement holds
+        # the OS store only: trusting what the OS trusts is the point.
+        module._preloaded_ssl_context = SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    else:
+        saved = _saved_requests_contexts.pop(name, None)
+        if saved is not None:
+            module._preloaded_ssl_context = saved
+
+
+PATCHED_MODULES = (
+    "urllib3.util.ssl_",
+    "requests.adapters",
+    "pip._vendor.urllib3.util.ssl_",
+    "pip._vendor.requests.adapters",
+)
+
+
+def _is_injected() -> bool:
+    return ssl.SSLContext is SSLContext
+
+
+def inject_into_ssl() -> None:
+    """Make ``ssl.SSLContext`` (and the HTTP stacks' copies) ours.
+
+    Idempotent.  Contexts created earlier keep working, settings included;
+    modules imported later are fixed by ``patch_imported_module`` (the
+    auto-injection hook calls it as they load).
+    """
+    with _injection_lock:
+        ssl.SSLContext = SSLContext  # type: ignore[misc]
+        for name in PATCHED_MODULES:
+            _patch_module(name, True)
+
+
+def extract_from_ssl() -> None:
+    """Undo ``inject_into_ssl()``: restore the standard library's class."""
+    with _injection_lock:
+        ssl.SSLContext = _StdSSLContext  # type: ignore[misc]
+        for name in PATCHED_MODULES:
+            _patch_module(name, False)
+
+
+def patch_imported_module(name: str) -> None:
+    """Called by the import hook right after *name* finished loading."""
+    with _injection_lock:
+        _patch_module(name, _is_injected())
+
+
+def store_description() -> str:
+    """Where this platform's OS trust store is (for ``truststore status``)."""
+    describe: Any = _backend.describe_store
+    return str(describe())
+
+
+def backend_name() -> str:
+    """The backend module's name, e.g. ``truststore._openssl``."""
+    return _backend.__name__
