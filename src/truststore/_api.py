@@ -19,6 +19,7 @@ Platform code stays in the backend modules; this file only routes.
 from __future__ import annotations
 
 import _ssl
+import contextlib
 import os
 import ssl
 import sys
@@ -42,6 +43,9 @@ __all__ = ["SSLContext", "extract_from_ssl", "inject_into_ssl"]
 
 _T = typing.TypeVar("_T")
 
+# Resumable sessions remembered per context (oldest forgotten first).
+_MAX_REMEMBERED_SESSIONS = 256
+
 # The standard library's class, captured before anyone replaces it.
 _StdSSLContext = ssl.SSLContext
 _CSSLContext = _ssl._SSLContext
@@ -49,6 +53,8 @@ _CSSLContext = _ssl._SSLContext
 # attributes, but we call their __get__/__set__ to bypass Python overrides.
 _C_CHECK_HOSTNAME: Any = vars(_CSSLContext)["check_hostname"]
 _C_VERIFY_MODE: Any = vars(_CSSLContext)["verify_mode"]
+_STD_SSLSOCKET_SESSION: Any = vars(ssl.SSLSocket)["session"]
+_STD_SSLOBJECT_SESSION: Any = vars(ssl.SSLObject)["session"]
 
 # Properties whose setters in CPython's ssl.py call
 # ``super(SSLContext, SSLContext).<name>.__set__``: they look up the *global*
@@ -114,9 +120,18 @@ class _Failed:
 
 
 class _Pending:
-    """What a client connection must be verified against, fixed at creation."""
+    """What a client connection must be verified against, fixed when its SSL
+    object is created (as OpenSSL fixes its own settings then)."""
 
-    __slots__ = ("check_hostname", "context", "host", "verify_flags", "verify_mode")
+    __slots__ = (
+        "check_hostname",
+        "context",
+        "host",
+        "native",
+        "offered_session",
+        "verify_flags",
+        "verify_mode",
+    )
 
     def __init__(
         self,
@@ -125,16 +140,20 @@ class _Pending:
         check_hostname: bool,
         verify_mode: int,
         verify_flags: int,
+        offered_session: bytes | None,
+        native: bool,
     ) -> None:
         self.context = context
         self.host = host
         self.check_hostname = check_hostname
         self.verify_mode = verify_mode
         self.verify_flags = verify_flags
+        self.offered_session = offered_session
+        self.native = native
 
 
 def _finish_handshake(owner: Any) -> None:
-    """Run the backend's verification once, right after the real handshake."""
+    """Verify once, right after the real handshake; remember the outcome."""
     pending: _Pending | None = owner.__dict__.pop("_truststore_pending", None)
     if pending is None:
         return
@@ -143,29 +162,45 @@ def _finish_handshake(owner: Any) -> None:
     except ssl.SSLCertVerificationError as exc:
         owner._sslobj = _Failed(exc)
         raise
+    if pending.verify_mode != ssl.CERT_NONE:
+        owner.__dict__["_truststore_verified"] = pending
+        _remember_session(owner, owner._sslobj.session)
+
+
+def _remember_session(owner: Any, session: Any) -> None:
+    """Record that *session* came from a connection verified for its host."""
+    verified: _Pending | None = owner.__dict__.get("_truststore_verified")
+    if verified is None or session is None:
+        return
+    with contextlib.suppress(Exception):
+        verified.context._remember_session(
+            session.id, verified.host if verified.check_hostname else None
+        )
 
 
 def _enrich_native_error(
     owner: Any, exc: ssl.SSLCertVerificationError
 ) -> ssl.SSLCertVerificationError:
     """OpenSSL's error in our shape: same code, message naming the host."""
-    context = owner.__dict__.get("_truststore_context")
-    host = owner.server_hostname
+    pending: _Pending | None = owner.__dict__.get("_truststore_pending")
     message = getattr(exc, "verify_message", None) or str(exc)
-    if isinstance(context, SSLContext) and context._os_store_empty:
+    if pending is not None and pending.context._os_store_empty:
         message += f" (no trusted CA certificates could be loaded: {store_description()})"
-    new = _common.verification_error(getattr(exc, "verify_code", 1) or 1, message, host)
-    return new
+    return _common.verification_error(
+        getattr(exc, "verify_code", None) or _common.X509_V_ERR_UNSPECIFIED,
+        message,
+        owner.server_hostname,
+    )
 
 
 class _VerifyingSSLSocket(ssl.SSLSocket):
-    """``ssl.SSLSocket`` that hands the peer to the backend after its handshake."""
+    """``ssl.SSLSocket`` that verifies through the backend after its handshake."""
 
     def do_handshake(self, block: bool = False) -> None:
         try:
             super().do_handshake(block)
         except ssl.SSLCertVerificationError as exc:
-            if "_truststore_context" not in self.__dict__:
+            if "_truststore_pending" not in self.__dict__:
                 raise
             raise _enrich_native_error(self, exc) from None
         try:
@@ -173,6 +208,16 @@ class _VerifyingSSLSocket(ssl.SSLSocket):
         except ssl.SSLCertVerificationError:
             self.close()
             raise
+
+    @property
+    def session(self) -> ssl.SSLSession | None:
+        session: ssl.SSLSession | None = _STD_SSLSOCKET_SESSION.fget(self)
+        _remember_session(self, session)
+        return session
+
+    @session.setter
+    def session(self, value: ssl.SSLSession | None) -> None:
+        _STD_SSLSOCKET_SESSION.fset(self, value)
 
 
 class _VerifyingSSLObject(ssl.SSLObject):
@@ -182,10 +227,20 @@ class _VerifyingSSLObject(ssl.SSLObject):
         try:
             super().do_handshake()
         except ssl.SSLCertVerificationError as exc:
-            if "_truststore_context" not in self.__dict__:
+            if "_truststore_pending" not in self.__dict__:
                 raise
             raise _enrich_native_error(self, exc) from None
         _finish_handshake(self)
+
+    @property
+    def session(self) -> ssl.SSLSession | None:
+        session: ssl.SSLSession | None = _STD_SSLOBJECT_SESSION.fget(self)
+        _remember_session(self, session)
+        return session
+
+    @session.setter
+    def session(self, value: ssl.SSLSession | None) -> None:
+        _STD_SSLOBJECT_SESSION.fset(self, value)
 
 
 _combined_classes: dict[tuple[type, type], type] = {}
@@ -241,6 +296,7 @@ class SSLContext(_SuperTarget):
         self._is_client = self.protocol != ssl.PROTOCOL_TLS_SERVER
         self._os_store_empty = False
         self._extra_anchors: list[bytes] = []
+        self._verified_sessions: dict[bytes, str | None] = {}
         self._verifier: Any = None
         self._user_sslsocket_class: type[ssl.SSLSocket] = ssl.SSLSocket
         self._user_sslobject_class: type[ssl.SSLObject] = ssl.SSLObject
@@ -326,7 +382,7 @@ class SSLContext(_SuperTarget):
         owner: Any = None,
         session: Any = None,
     ) -> Any:
-        self._before_wrap(owner, server_side, server_hostname)
+        self._before_wrap(owner, server_side, server_hostname, session)
         return super()._wrap_socket(  # type: ignore[misc]
             sock, server_side, server_hostname, owner=owner, session=session
         )
@@ -341,12 +397,14 @@ class SSLContext(_SuperTarget):
         owner: Any = None,
         session: Any = None,
     ) -> Any:
-        self._before_wrap(owner, server_side, server_hostname)
+        self._before_wrap(owner, server_side, server_hostname, session)
         return super()._wrap_bio(  # type: ignore[misc]
             incoming, outgoing, server_side, server_hostname, owner=owner, session=session
         )
 
-    def _before_wrap(self, owner: Any, server_side: bool, server_hostname: str | None) -> None:
+    def _before_wrap(
+        self, owner: Any, server_side: bool, server_hostname: str | None, session: Any
+    ) -> None:
         """Fix, per connection, what its handshake will be verified against."""
         if "_is_client" not in self.__dict__:
             # A subclass skipped our __init__: this is a plain stdlib context
@@ -366,33 +424,73 @@ class SSLContext(_SuperTarget):
             # ssl.SSLSocket checks this, but wrap_bio() does not, and OpenSSL
             # would then match no name at all.  No I/O has happened yet.
             raise ValueError("check_hostname requires server_hostname")
-        if not self._intercept_active():
-            if owner is not None and _verifying(owner):
-                owner.__dict__["_truststore_context"] = self
-            return
+        intercept = self._intercept_active()
         if not _verifying(owner):
+            if not intercept:
+                return  # OpenSSL verifies; only session/host binding is lost
             # Someone drives the C object without ssl.py's classes; we would
             # never see the end of its handshake, and OpenSSL verifies
             # nothing here.  Fail closed.
             raise ssl.SSLError(
                 "truststore.SSLContext needs ssl.SSLSocket/ssl.SSLObject (or "
-                "subclasses) to verify the peer; got "
-                f"{type(owner).__name__}"
+                f"subclasses) to verify the peer; got {type(owner).__name__}"
             )
         owner.__dict__["_truststore_pending"] = _Pending(
             self,
             _common.normalize_host(server_hostname),
-            self._user_check_hostname,
-            self._user_verify_mode,
+            self.check_hostname,
+            self.verify_mode,
             int(self.verify_flags),
+            getattr(session, "id", None),
+            native=not intercept,
         )
+
+    def _remember_session(self, session_id: bytes, host: str | None) -> None:
+        with self._truststore_lock:
+            sessions = self._verified_sessions
+            sessions.pop(session_id, None)
+            sessions[session_id] = host
+            while len(sessions) > _MAX_REMEMBERED_SESSIONS:
+                del sessions[next(iter(sessions))]
+
+    def _check_resumed_session(self, sslobj: Any, pending: _Pending) -> None:
+        """A resumed session skips certificate checks (OpenSSL does not even
+        re-check the host name).  Accept it only if this context verified the
+        connection that produced it, for the same host when names matter."""
+        candidates = [pending.offered_session]
+        with contextlib.suppress(Exception):
+            candidates.append(sslobj.session.id)
+        with self._truststore_lock:
+            recorded = [
+                self._verified_sessions[c]
+                for c in candidates
+                if c is not None and c in self._verified_sessions
+            ]
+        if not recorded:
+            raise _common.verification_error(
+                _common.X509_V_ERR_UNSPECIFIED,
+                "resumed a TLS session that this context did not verify",
+                pending.host,
+            )
+        if pending.check_hostname and pending.host not in recorded:
+            raise _common.verification_error(
+                _common.X509_V_ERR_HOSTNAME_MISMATCH,
+                f"resumed a TLS session verified for {recorded[0]!r}, not for this host",
+                pending.host,
+            )
 
     def _verify_peer(self, sslobj: Any, pending: _Pending) -> None:
         if pending.verify_mode == ssl.CERT_NONE:
             return
+        if sslobj.session_reused:
+            self._check_resumed_session(sslobj, pending)
+        if pending.native:
+            return  # OpenSSL verified during the handshake
         chain = sslobj.get_unverified_chain() or []
         ders = [cert.public_bytes(_ssl.ENCODING_DER) for cert in chain]
         if not ders:
+            if sslobj.session_reused:
+                return  # vouched for by _check_resumed_session
             raise _common.verification_error(
                 _common.X509_V_ERR_UNSPECIFIED,
                 "the peer sent no certificate",
