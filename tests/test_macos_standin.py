@@ -5,6 +5,8 @@ functions the backend calls (see the README there); the session builds it
 twice with gcc: once like macOS 10.14+ and once without
 ``SecTrustEvaluateWithError``, like 10.13, so that both evaluation paths run.
 The backend is pointed at it through its one seam, ``_macos._use_libraries``.
+A third build, without ``SecTrustSetNetworkFetchAllowed``, is made only for
+the test that needs it.
 
 Every test runs on both paths (the ``standin`` fixture), drives the backend
 directly (``Verifier().verify``) or end to end through ``truststore.SSLContext``
@@ -37,7 +39,7 @@ import trustme
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, NameOID
 
 import truststore
 from support import HTTP_BODY, TLSServer
@@ -69,6 +71,9 @@ class StandIn:
         lib.standin_evaluations.argtypes = [ctypes.c_int]
         lib.standin_keychain_add.argtypes = [ctypes.c_char_p, ctypes.c_long, ctypes.c_int]
         lib.standin_revocation_add_crl.argtypes = [ctypes.c_char_p, ctypes.c_long]
+        lib.standin_network_add.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_long]
+        lib.standin_network_fetches.restype = ctypes.c_long
+        lib.standin_fail_network_fetch_control.argtypes = [ctypes.c_int32]
         self.lib = lib
 
     @property
@@ -93,9 +98,22 @@ class StandIn:
     def add_crl(self, der: bytes) -> None:
         assert self.lib.standin_revocation_add_crl(der, len(der)) == 0
 
+    def serve(self, url: str, body: bytes) -> None:
+        """Put *body* at *url* on the stand-in's in-memory "network" (AIA)."""
+        assert self.lib.standin_network_add(url.encode(), body, len(body)) == 0
+
+    def fetches(self) -> int:
+        """AIA fetches the stand-in has attempted (one per caIssuers URL tried)."""
+        return int(self.lib.standin_network_fetches())
+
+    def fail_fetch_control(self, status: int) -> None:
+        """Make SecTrustSetNetworkFetchAllowed return *status* until reset()."""
+        self.lib.standin_fail_network_fetch_control(status)
+
     def reset(self) -> None:
         self.lib.standin_keychain_clear()
         self.lib.standin_revocation_clear()
+        self.lib.standin_network_clear()
 
     def code(self, modern: int, legacy: int = UNSPECIFIED) -> int:
         """The verify_code expected on this path.  SecTrustEvaluate (10.13)
@@ -104,6 +122,7 @@ class StandIn:
 
 
 def _compile(output: Path, *defines: str) -> None:
+    """Build the stand-in (see the README for the defines)."""
     compiler = os.environ.get("CC", "gcc")
     if shutil.which(compiler) is None:
         pytest.fail(
@@ -142,6 +161,14 @@ def standin_builds(tmp_path_factory: pytest.TempPathFactory) -> dict[str, StandI
     _compile(modern)
     _compile(legacy, "-DSTANDIN_NO_EVALUATE_WITH_ERROR")
     return {MODERN: StandIn(modern, MODERN), LEGACY: StandIn(legacy, LEGACY)}
+
+
+@pytest.fixture(scope="session")
+def standin_without_fetch_control(tmp_path_factory: pytest.TempPathFactory) -> StandIn:
+    """A build without SecTrustSetNetworkFetchAllowed (as before macOS 10.9)."""
+    path = tmp_path_factory.mktemp("macos_standin_no_fetch_control") / "libstandin-nofetch.so"
+    _compile(path, "-DSTANDIN_NO_NETWORK_FETCH_CONTROL")
+    return StandIn(path, "no SecTrustSetNetworkFetchAllowed")
 
 
 @pytest.fixture(autouse=True)
@@ -212,9 +239,11 @@ def _issue(
     not_before: datetime.datetime | None = None,
     not_after: datetime.datetime | None = None,
     eku: list[x509.ObjectIdentifier] | None = None,
+    ca_issuers: str | None = None,
 ) -> Issued:
     """A leaf signed by *ca* with exactly the given validity and EKU
-    (``eku=None``: no EKU extension at all)."""
+    (``eku=None``: no EKU extension at all) and, with *ca_issuers*, an
+    Authority Information Access extension naming that URL as its issuer's."""
     issuer_cert = x509.load_pem_x509_certificate(ca.cert_pem.bytes())
     issuer_key = serialization.load_pem_private_key(ca.private_key_pem.bytes(), password=None)
     key = ec.generate_private_key(ec.SECP256R1())
@@ -237,6 +266,11 @@ def _issue(
     )
     if eku is not None:
         builder = builder.add_extension(x509.ExtendedKeyUsage(eku), critical=False)
+    if ca_issuers is not None:
+        access = x509.AccessDescription(
+            AuthorityInformationAccessOID.CA_ISSUERS, x509.UniformResourceIdentifier(ca_issuers)
+        )
+        builder = builder.add_extension(x509.AuthorityInformationAccess([access]), critical=False)
     cert = builder.sign(issuer_key, hashes.SHA256())  # type: ignore[arg-type]
     leaf_pem = cert.public_bytes(serialization.Encoding.PEM)
     chain = [leaf_pem]
@@ -304,6 +338,19 @@ def pki() -> PKI:
         )
     )
     return PKI(root, intermediate, trustme.CA(), good)
+
+
+# The caIssuers URL of the AIA test leaf.  Never resolved: the stand-in's
+# "network" is an in-memory map filled by StandIn.serve().
+AIA_URL = "http://aia.invalid/intermediate.der"
+
+
+@pytest.fixture(scope="module")
+def aia_leaf(pki: PKI) -> Issued:
+    """localhost, issued by the intermediate, naming AIA_URL as its issuer's."""
+    return _issue(
+        pki.intermediate, "localhost", eku=[ExtendedKeyUsageOID.SERVER_AUTH], ca_issuers=AIA_URL
+    )
 
 
 def _rejected(
@@ -519,6 +566,113 @@ def test_revoked_leaf(standin: StandIn, pki: PKI) -> None:
     verifier.verify(leaf.ders, "localhost", check_hostname=True, verify_flags=0)
 
 
+# -- network fetch of missing intermediates (AIA) --------------------------------
+
+
+def test_standin_fetches_missing_intermediates_like_apple(
+    standin: StandIn, pki: PKI, aia_leaf: Issued
+) -> None:
+    """The stand-in's AIA model, driven directly: with an SSL policy Apple
+    fetches a missing issuer by default; fetching off, or a revocation policy
+    with kSecRevocationNetworkAccessDisabled, stops it.  This is what makes the
+    backend's "not fetched" tests below meaningful."""
+    native = _macos._Native(standin.path, standin.path)
+    get_allowed = standin.lib.SecTrustGetNetworkFetchAllowed
+    get_allowed.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_ubyte)]
+    get_allowed.restype = ctypes.c_int32
+
+    def evaluate(fetch: bool | None, revocation_flags: int | None = None) -> tuple[bool, bool]:
+        """(trusted, fetch allowed) for the leaf alone, anchored at the root."""
+        with _macos._Owned(native) as owned:
+            leaf, root = map(owned.certificate, (aia_leaf.ders[0], pki.root_der))
+            assert leaf is not None and root is not None
+            policies = [owned.own(native.SecPolicyCreateSSL(1, None), "SecPolicyCreateSSL")]
+            if revocation_flags is not None:
+                policy = native.SecPolicyCreateRevocation(revocation_flags)
+                policies.append(owned.own(policy, "SecPolicyCreateRevocation"))
+            trust = ctypes.c_void_p()
+            status = native.SecTrustCreateWithCertificates(
+                owned.array([leaf], "certs"), owned.array(policies, "policies"), ctypes.byref(trust)
+            )
+            assert status == 0
+            owned.own(trust.value, "SecTrustCreateWithCertificates")
+            anchors = owned.array([root], "anchors")
+            assert native.SecTrustSetAnchorCertificates(trust.value, anchors) == 0
+            if fetch is not None:
+                assert native.SecTrustSetNetworkFetchAllowed(trust.value, int(fetch)) == 0
+            allowed = ctypes.c_ubyte(2)
+            assert get_allowed(trust.value, ctypes.byref(allowed)) == 0
+            result = ctypes.c_uint32()
+            assert native.SecTrustEvaluate(trust.value, ctypes.byref(result)) == 0
+            return result.value == 4, bool(allowed.value)  # kSecTrustResultUnspecified
+
+    before = standin.fetches()
+    assert evaluate(None) == (False, True)  # Apple's default: fetch on; nothing served yet
+    assert standin.fetches() == before + 1
+    standin.serve(AIA_URL, _der(pki.intermediate.cert_pem.bytes()))
+    assert evaluate(None) == (True, True)  # the intermediate was downloaded
+    assert evaluate(True) == (True, True)
+    assert standin.fetches() == before + 3
+    assert evaluate(False) == (False, False)
+    kSecRevocationNetworkAccessDisabled = 1 << 4
+    assert evaluate(None, kSecRevocationNetworkAccessDisabled) == (False, True)
+    assert standin.fetches() == before + 3  # neither of the last two tried
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [0, ssl.VERIFY_CRL_CHECK_LEAF, ssl.VERIFY_CRL_CHECK_CHAIN],
+    ids=["no-revocation", "crl-leaf", "crl-chain"],
+)
+def test_missing_intermediate_is_not_fetched(
+    standin: StandIn, pki: PKI, aia_leaf: Issued, flags: int
+) -> None:
+    """The intermediate is one fetch away (and the stand-in would fetch it by
+    default, see above), yet a chain without it fails; with revocation
+    checking too, although that evaluation allows the network."""
+    standin.serve(AIA_URL, _der(pki.intermediate.cert_pem.bytes()))
+    standin.add_crl(_crl(pki.intermediate))
+    standin.add_crl(_crl(pki.root))
+    verifier = _verifier(pki.root_der)
+    # The complete chain passes: with a CRL flag that takes the revocation
+    # answers, which the stand-in, like macOS, only fetches with the network on.
+    verifier.verify(aia_leaf.ders, "localhost", check_hostname=True, verify_flags=flags)
+    before = standin.fetches()
+    err = _rejected(verifier, aia_leaf.ders[:1], verify_flags=flags)
+    assert err.verify_code == standin.code(_common.X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY)
+    assert standin.fetches() == before  # not even attempted
+
+
+def test_network_fetch_control_failure_fails_closed(standin: StandIn, pki: PKI) -> None:
+    standin.fail_fetch_control(-50)  # errSecParam
+    for verifier in (_verifier(pki.root_der), _verifier()):
+        standin.keychain_add(pki.root_der)
+        err = _rejected(verifier, pki.good.ders)
+        assert err.verify_code == UNSPECIFIED
+        assert "SecTrustSetNetworkFetchAllowed failed (OSStatus -50)" in err.verify_message
+        assert "localhost" in str(err)
+
+
+def test_framework_without_network_fetch_control_fails_closed(
+    standin_without_fetch_control: StandIn, pki: PKI
+) -> None:
+    """Where SecTrustSetNetworkFetchAllowed is missing (before macOS 10.9),
+    nothing is trusted, rather than chains being completed from the network."""
+    build = standin_without_fetch_control
+    assert not hasattr(build.lib, "SecTrustSetNetworkFetchAllowed")
+    build.keychain_add(pki.root_der)
+    _macos._use_libraries(build.path, build.path)
+    try:
+        err = _rejected(_verifier(pki.root_der), pki.good.ders)
+    finally:
+        _macos._use_libraries()
+        build.reset()
+    assert err.verify_code == UNSPECIFIED
+    assert "could not be loaded" in err.verify_message
+    assert "SecTrustSetNetworkFetchAllowed" in err.verify_message
+    assert build.live() == 0
+
+
 @pytest.mark.parametrize(
     "chain",
     [
@@ -673,6 +827,15 @@ MISUSE = {
         alloc = ctypes.c_void_p.in_dll(lib, "kCFAllocatorDefault")
         lib.CFDataCreate(ctypes.addressof(alloc), b"x", 1)
     """,
+    "network fetch on a non-trust": """
+        lib.SecTrustSetNetworkFetchAllowed.argtypes = [ctypes.c_void_p, ctypes.c_ubyte]
+        d = lib.CFDataCreate(None, b"x", 1)
+        lib.SecTrustSetNetworkFetchAllowed(d, 0)
+    """,
+    "network fetch on NULL": """
+        lib.SecTrustSetNetworkFetchAllowed.argtypes = [ctypes.c_void_p, ctypes.c_ubyte]
+        lib.SecTrustSetNetworkFetchAllowed(None, 0)
+    """,
 }
 
 
@@ -787,6 +950,24 @@ def test_facade_missing_intermediate(standin: StandIn, pki: PKI) -> None:
     with pki.good.server(send_intermediates=False) as server:
         err = _get_fails(_context(pki.root), server)
     assert err.verify_code == standin.code(_common.X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY)
+
+
+@pytest.mark.parametrize("flags", [0, ssl.VERIFY_CRL_CHECK_CHAIN], ids=["plain", "crl-chain"])
+def test_facade_missing_intermediate_is_not_fetched(
+    standin: StandIn, pki: PKI, aia_leaf: Issued, flags: int
+) -> None:
+    standin.serve(AIA_URL, _der(pki.intermediate.cert_pem.bytes()))
+    standin.add_crl(_crl(pki.intermediate))
+    standin.add_crl(_crl(pki.root))
+    context = _context(pki.root)
+    context.verify_flags |= flags
+    before = standin.fetches()
+    with aia_leaf.server(send_intermediates=False) as server:
+        err = _get_fails(context, server)
+    assert err.verify_code == standin.code(_common.X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY)
+    assert standin.fetches() == before
+    with aia_leaf.server() as server:
+        assert _get(context, server, "localhost").endswith(HTTP_BODY)
 
 
 def test_facade_client_auth_only_certificate(standin: StandIn, pki: PKI) -> None:

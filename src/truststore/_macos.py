@@ -12,6 +12,19 @@ with ``Create`` or ``Copy`` in its name (and the ``CFErrorRef`` that
 ``CFRelease`` on every path, through :class:`_Owned`.
 https://developer.apple.com/library/archive/documentation/CoreFoundation/Conceptual/CFMemoryMgmt/Concepts/Ownership.html
 
+Missing intermediates are never fetched from the network.  By default
+SecTrust downloads a missing issuer from the URL in a certificate's
+Authority Information Access extension when the SSL policy is used, so a
+server with an incomplete chain would pass on macOS only; the contract says
+such a chain fails everywhere (the Windows backend sets
+``CERT_CHAIN_DISABLE_AIA`` for the same reason).  Every evaluation therefore
+calls ``SecTrustSetNetworkFetchAllowed(trust, false)``, except the one that
+checks revocation (``VERIFY_CRL_CHECK_LEAF``/``_CHAIN``): the same switch
+governs revocation fetching (OCSP, CRL), and a positive revocation answer
+is required.  That evaluation runs only after the chain has passed with
+fetching off, so the network can add a revocation failure but never
+complete a chain the peer left incomplete.
+
 Tests run this module against a stand-in library (``tests/macos_standin``)
 selected with :func:`_use_libraries`; that function is the only test seam.
 """
@@ -192,6 +205,14 @@ class _Native:
         # https://developer.apple.com/documentation/security/sectrustsetanchorcertificatesonly(_:_:)
         self.SecTrustSetAnchorCertificatesOnly = _bind(
             sec, "SecTrustSetAnchorCertificatesOnly", _OSStatus, _Ref, _Boolean
+        )
+        # macOS 10.9+, like SecPolicyCreateRevocation; no Python this package
+        # supports runs on anything older.  Bound unconditionally: where it is
+        # missing the framework counts as not loadable and every verification
+        # fails closed, rather than silently allowing AIA fetching.
+        # https://developer.apple.com/documentation/security/sectrustsetnetworkfetchallowed(_:_:)
+        self.SecTrustSetNetworkFetchAllowed = _bind(
+            sec, "SecTrustSetNetworkFetchAllowed", _OSStatus, _Ref, _Boolean
         )
         # macOS 10.14+: returns `bool` and, on failure, a CFError we own.
         # https://developer.apple.com/documentation/security/sectrustevaluatewitherror(_:_:)
@@ -421,20 +442,28 @@ class Verifier:
                         "certificate (SecCertificateCreateWithData returned NULL)",
                     )
                 certs.append(ref)
-            evaluation = _Evaluation(native, owned.array(certs, "CFArrayCreate"), revocation)
+            evaluation = _Evaluation(native, owned.array(certs, "CFArrayCreate"))
             anchors = self._retained_anchors(native)
             if anchors is not None:
                 evaluation.anchors = owned.own(anchors, "CFRetain")
 
+            # First from what is at hand, network fetching off: the chain
+            # the peer sent must be complete.  Only then, if asked for,
+            # revocation, which needs the network (see the module docstring).
             result = evaluation.run(name)
+            if result is None and revocation:
+                evaluation.revocation = True
+                result = evaluation.run(name)
             if result is None:
                 return
             # Only the 10.13 path gets here: SecTrustEvaluate gives a verdict
             # but no reason.  A chain that passes without the name check
-            # failed on the name.
+            # failed on the name (unless it already passed with the name, and
+            # failed only on revocation).
             if (
                 result == _kSecTrustResultRecoverableTrustFailure
                 and name is not None
+                and not evaluation.revocation
                 and evaluation.run(None) is None
             ):
                 raise _Rejected(
@@ -464,14 +493,16 @@ def _mismatch_code(host: str | None) -> int:
 class _Evaluation:
     """One chain, evaluated by SecTrust against one set of policies.
 
-    :meth:`run` may be called more than once (the 10.13 path re-evaluates
-    without the host name); each run owns and releases its own objects.
+    :meth:`run` may be called more than once (again with revocation, and on
+    the 10.13 path without the host name); each run owns and releases its own
+    objects.
     """
 
-    def __init__(self, native: _Native, certificates: int, revocation: bool) -> None:
+    def __init__(self, native: _Native, certificates: int) -> None:
         self.native = native
         self.certificates = certificates  # CFArray, leaf first, owned by the caller
-        self.revocation = revocation
+        # Check revocation, and with it allow network fetching.
+        self.revocation = False
         self.anchors: int | None = None  # CFArray of extra anchors, owned by the caller
 
     def run(self, name: bytes | None) -> int | None:
@@ -542,6 +573,13 @@ class _Evaluation:
                     _common.X509_V_ERR_UNSPECIFIED,
                     f"setting the extra trust anchors failed (OSStatus {status})",
                 )
+        # Explicitly, both ways: Apple's default for the SSL policy is on.
+        status = int(native.SecTrustSetNetworkFetchAllowed(trust.value, int(self.revocation)))
+        if status != 0:
+            raise _Rejected(
+                _common.X509_V_ERR_UNSPECIFIED,
+                f"SecTrustSetNetworkFetchAllowed failed (OSStatus {status})",
+            )
         return trust.value
 
     def _evaluate_with_error(self, owned: _Owned, trust: int, name: bytes | None) -> None:

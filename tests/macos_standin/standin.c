@@ -22,9 +22,18 @@
  * purpose, CRLs), plus the TLS server certificate rules Apple added in macOS
  * 10.15 (validity period cap, mandatory serverAuth EKU).
  *
+ * Missing intermediates can be "downloaded" from the issuer URL in a
+ * certificate's Authority Information Access extension (caIssuers), as
+ * Apple's trustd does when network fetch is allowed: the "network" is a map
+ * of URL -> bytes the tests fill (standin_network_add); nothing leaves the
+ * process.  Network fetch follows SecTrustSetNetworkFetchAllowed (default: on
+ * when an SSL policy is present) and also gates revocation answers (CRLs).
+ *
  * Build: gcc -shared -fPIC -fvisibility=hidden standin.c -lcrypto -pthread
  * Define STANDIN_NO_EVALUATE_WITH_ERROR to leave SecTrustEvaluateWithError out,
- * like macOS 10.13 and older, where only SecTrustEvaluate exists.
+ * like macOS 10.13 and older, where only SecTrustEvaluate exists.  Define
+ * STANDIN_NO_NETWORK_FETCH_CONTROL to leave SecTrustSetNetworkFetchAllowed and
+ * SecTrustGetNetworkFetchAllowed out, like macOS before 10.9.
  */
 
 #include <arpa/inet.h>
@@ -181,6 +190,7 @@ typedef struct {
     CFArrayRef policies; /* retained CFArray of SecPolicy */
     CFArrayRef anchors;  /* retained CFArray of SecCertificate, or NULL */
     bool anchors_only;
+    int network; /* SecTrustSetNetworkFetchAllowed: -1 never called, 0 off, 1 on */
     bool evaluated;
     SecTrustResultType last_result;
 } trust_t;
@@ -806,6 +816,20 @@ static size_t g_keychain_count;
 static X509_CRL **g_crls;
 static size_t g_crl_count;
 
+/* The "network" (also under g_keychain_lock): what an HTTP GET of each URL
+ * returns, for AIA caIssuers fetching, and how many fetches were attempted. */
+typedef struct {
+    char *url;
+    size_t url_len;
+    unsigned char *body;
+    long body_len;
+} network_entry;
+static network_entry *g_network;
+static size_t g_network_count;
+static long g_fetch_attempts;
+/* What SecTrustSetNetworkFetchAllowed returns (fault injection, tests only). */
+static OSStatus g_fetch_control_status = errSecSuccess;
+
 /* ---- SecTrust --------------------------------------------------------------- */
 
 /* A retained CFArray of objects of one type from a single object or an array;
@@ -849,6 +873,7 @@ EXPORT OSStatus SecTrustCreateWithCertificates(CFTypeRef certificates, CFTypeRef
     trust_t *t = new_object(sizeof *t, T_TRUST);
     t->certs = certs;
     t->policies = pols;
+    t->network = -1;
     *trust = t;
     return errSecSuccess;
 }
@@ -884,6 +909,114 @@ EXPORT OSStatus SecTrustSetAnchorCertificatesOnly(SecTrustRef trust, Boolean anc
     return errSecSuccess;
 }
 
+/* Apple (SecTrust.h): "By default, network fetch of missing certificates is
+ * enabled if the trust evaluation includes the SSL policy, otherwise it is
+ * disabled." */
+static bool fetch_allowed(const trust_t *t)
+{
+    if (t->network >= 0)
+        return t->network == 1;
+    const array_t *pols = (const array_t *)t->policies;
+    for (CFIndex i = 0; i < pols->count; i++)
+        if (((const policy_t *)pols->values[i])->kind == P_SSL)
+            return true;
+    return false;
+}
+
+#ifndef STANDIN_NO_NETWORK_FETCH_CONTROL
+/* macOS 10.9+.  "Specifies whether a trust evaluation is permitted to fetch
+ * missing intermediate certificates from the network." */
+EXPORT OSStatus SecTrustSetNetworkFetchAllowed(SecTrustRef trust, Boolean allowFetch)
+{
+    trust_t *t = (trust_t *)check(trust, "SecTrustSetNetworkFetchAllowed", T_TRUST);
+    pthread_mutex_lock(&g_keychain_lock);
+    OSStatus status = g_fetch_control_status;
+    pthread_mutex_unlock(&g_keychain_lock);
+    if (status != errSecSuccess)
+        return status;
+    t->network = allowFetch ? 1 : 0;
+    t->evaluated = false;
+    return errSecSuccess;
+}
+
+EXPORT OSStatus SecTrustGetNetworkFetchAllowed(SecTrustRef trust, Boolean *allowFetch)
+{
+    trust_t *t = (trust_t *)check(trust, "SecTrustGetNetworkFetchAllowed", T_TRUST);
+    if (!allowFetch)
+        return errSecParam;
+    *allowFetch = fetch_allowed(t) ? 1 : 0;
+    return errSecSuccess;
+}
+#endif
+
+/* ---- AIA: fetching missing issuers from the "network" ------------------------ */
+
+#define MAX_FETCH_DEPTH 8
+
+static X509 *issuer_in(X509 *x, STACK_OF(X509) *pool)
+{
+    for (int i = 0; i < sk_X509_num(pool); i++)
+        if (X509_check_issued(sk_X509_value(pool, i), x) == X509_V_OK)
+            return sk_X509_value(pool, i);
+    return NULL;
+}
+
+/* caller holds g_keychain_lock.  The issuer downloaded from x's AIA caIssuers
+ * URL(s) (a new reference), or NULL when there is none or it is not a DER
+ * certificate. */
+static X509 *fetch_ca_issuer(X509 *x)
+{
+    AUTHORITY_INFO_ACCESS *aia = X509_get_ext_d2i(x, NID_info_access, NULL, NULL);
+    X509 *got = NULL;
+    for (int i = 0; aia && !got && i < sk_ACCESS_DESCRIPTION_num(aia); i++) {
+        const ACCESS_DESCRIPTION *ad = sk_ACCESS_DESCRIPTION_value(aia, i);
+        if (OBJ_obj2nid(ad->method) != NID_ad_ca_issuers || ad->location->type != GEN_URI)
+            continue;
+        const ASN1_IA5STRING *uri = ad->location->d.uniformResourceIdentifier;
+        size_t n = (size_t)ASN1_STRING_length(uri);
+        g_fetch_attempts++;
+        for (size_t k = 0; k < g_network_count; k++) {
+            const network_entry *e = &g_network[k];
+            if (e->url_len == n && memcmp(e->url, ASN1_STRING_get0_data(uri), n) == 0) {
+                const unsigned char *p = e->body;
+                got = d2i_X509(NULL, &p, e->body_len);
+                if (got && p != e->body + e->body_len) {
+                    X509_free(got);
+                    got = NULL;
+                }
+                break;
+            }
+        }
+    }
+    AUTHORITY_INFO_ACCESS_free(aia);
+    ERR_clear_error();
+    return got;
+}
+
+/* caller holds g_keychain_lock.  Walks up from the leaf like trustd's path
+ * builder: a certificate whose issuer is neither among the certificates the
+ * caller passed nor among the anchors / keychain gets its issuer fetched from
+ * its AIA caIssuers URL, which is then added to `untrusted` (and to
+ * `fetched`, which owns it). */
+static void fetch_missing_issuers(X509 *leaf, STACK_OF(X509) *untrusted, STACK_OF(X509) *local,
+                                  STACK_OF(X509) *fetched)
+{
+    X509 *cur = leaf;
+    for (int depth = 0; depth < MAX_FETCH_DEPTH; depth++) {
+        if (X509_check_issued(cur, cur) == X509_V_OK || issuer_in(cur, local))
+            return; /* self-issued, or issued by an anchor / keychain certificate */
+        X509 *next = issuer_in(cur, untrusted);
+        if (!next) {
+            next = fetch_ca_issuer(cur);
+            if (!next)
+                return;
+            sk_X509_push(fetched, next);
+            sk_X509_push(untrusted, next);
+        }
+        cur = next;
+    }
+}
+
 /* How bad a problem is, to pick the one reported when there are several. */
 static int severity(OSStatus status)
 {
@@ -914,6 +1047,7 @@ typedef struct {
     X509 *culprit; /* borrowed; the certificate the description names */
     bool revocation;
     bool require_positive;
+    bool network; /* AIA and revocation answers may be fetched */
 } evaluation;
 
 static void note(evaluation *ev, OSStatus status, X509 *culprit)
@@ -1049,7 +1183,7 @@ static bool same_cert(X509 *a, X509 *b) { return X509_cmp(a, b) == 0; }
 /* Runs one evaluation; *culprit_name gets the name for the description. */
 static OSStatus evaluate(trust_t *t, SecTrustResultType *result, char *culprit_name, size_t name_size)
 {
-    evaluation ev = {errSecSuccess, NULL, false, false};
+    evaluation ev = {errSecSuccess, NULL, false, false, fetch_allowed(t)};
     const policy_t *ssl = NULL;
     array_t *pols = (array_t *)t->policies;
     for (CFIndex i = 0; i < pols->count; i++) {
@@ -1060,6 +1194,10 @@ static OSStatus evaluate(trust_t *t, SecTrustResultType *result, char *culprit_n
             ev.revocation = true;
             ev.require_positive |= (p->revocation_flags & kSecRevocationRequirePositiveResponse) != 0;
         }
+        /* SecPolicy.h: this flag "disallows network access for both
+         * revocation checking and intermediate CA issuer fetching". */
+        if (p->kind == P_REVOCATION && (p->revocation_flags & kSecRevocationNetworkAccessDisabled))
+            ev.network = false;
     }
 
     array_t *certs = (array_t *)t->certs;
@@ -1069,8 +1207,10 @@ static OSStatus evaluate(trust_t *t, SecTrustResultType *result, char *culprit_n
     STACK_OF(X509) *custom = sk_X509_new_null();
     STACK_OF(X509) *denied = sk_X509_new_null();
     STACK_OF(X509) *system = sk_X509_new_null();
+    STACK_OF(X509) *local = sk_X509_new_null();
+    STACK_OF(X509) *fetched = sk_X509_new_null();
     bool always_trusted_anchor = false;
-    if (!store || !untrusted || !custom || !denied || !system)
+    if (!store || !untrusted || !custom || !denied || !system || !local || !fetched)
         die("out of memory");
     for (CFIndex i = 1; i < certs->count; i++)
         sk_X509_push(untrusted, ((const cert_t *)certs->values[i])->x509);
@@ -1095,7 +1235,18 @@ static OSStatus evaluate(trust_t *t, SecTrustResultType *result, char *culprit_n
             sk_X509_push(system, x);
         }
     }
-    if (ev.revocation)
+    if (ev.network) {
+        for (int i = 0; i < sk_X509_num(custom); i++)
+            sk_X509_push(local, sk_X509_value(custom, i));
+        for (int i = 0; i < sk_X509_num(system); i++)
+            sk_X509_push(local, sk_X509_value(system, i));
+        for (int i = 0; i < sk_X509_num(denied); i++)
+            sk_X509_push(local, sk_X509_value(denied, i));
+        fetch_missing_issuers(leaf, untrusted, local, fetched);
+    }
+    /* Revocation answers come from the network too: without it there are none
+     * (Apple would consult its cache of earlier answers; not modelled). */
+    if (ev.revocation && ev.network)
         for (size_t i = 0; i < g_crl_count; i++)
             X509_STORE_add_crl(store, g_crls[i]);
     pthread_mutex_unlock(&g_keychain_lock);
@@ -1178,6 +1329,8 @@ static OSStatus evaluate(trust_t *t, SecTrustResultType *result, char *culprit_n
     sk_X509_free(custom);
     sk_X509_pop_free(denied, X509_free);
     sk_X509_pop_free(system, X509_free);
+    sk_X509_free(local);
+    sk_X509_pop_free(fetched, X509_free);
     ERR_clear_error();
     return status;
 }
@@ -1339,5 +1492,64 @@ EXPORT void standin_revocation_clear(void)
     free(g_crls);
     g_crls = NULL;
     g_crl_count = 0;
+    pthread_mutex_unlock(&g_keychain_lock);
+}
+
+/* The "network" for AIA fetching: an HTTP GET of url returns body.  The URL is
+ * compared byte for byte with the caIssuers URI.  Returns 0. */
+EXPORT int standin_network_add(const char *url, const unsigned char *body, long len)
+{
+    if (!url || len < 0 || (len > 0 && !body))
+        return -1;
+    size_t url_len = strlen(url);
+    pthread_mutex_lock(&g_keychain_lock);
+    network_entry *n = realloc(g_network, (g_network_count + 1) * sizeof *n);
+    if (!n)
+        die("out of memory");
+    g_network = n;
+    network_entry *e = &g_network[g_network_count++];
+    e->url = malloc(url_len + 1);
+    e->body = malloc(len ? (size_t)len : 1);
+    if (!e->url || !e->body)
+        die("out of memory");
+    memcpy(e->url, url, url_len + 1);
+    e->url_len = url_len;
+    if (len)
+        memcpy(e->body, body, (size_t)len);
+    e->body_len = len;
+    pthread_mutex_unlock(&g_keychain_lock);
+    return 0;
+}
+
+/* Forget the network's contents and any injected fault. */
+EXPORT void standin_network_clear(void)
+{
+    pthread_mutex_lock(&g_keychain_lock);
+    for (size_t i = 0; i < g_network_count; i++) {
+        free(g_network[i].url);
+        free(g_network[i].body);
+    }
+    free(g_network);
+    g_network = NULL;
+    g_network_count = 0;
+    g_fetch_control_status = errSecSuccess;
+    pthread_mutex_unlock(&g_keychain_lock);
+}
+
+/* AIA fetches attempted so far (one per caIssuers URL tried, found or not). */
+EXPORT long standin_network_fetches(void)
+{
+    pthread_mutex_lock(&g_keychain_lock);
+    long n = g_fetch_attempts;
+    pthread_mutex_unlock(&g_keychain_lock);
+    return n;
+}
+
+/* Make SecTrustSetNetworkFetchAllowed return status (and change nothing) until
+ * standin_network_clear(); errSecSuccess restores normal behaviour. */
+EXPORT void standin_fail_network_fetch_control(OSStatus status)
+{
+    pthread_mutex_lock(&g_keychain_lock);
+    g_fetch_control_status = status;
     pthread_mutex_unlock(&g_keychain_lock);
 }
