@@ -164,7 +164,13 @@ def _finish_handshake(owner: Any) -> None:
         raise
     if pending.verify_mode != ssl.CERT_NONE:
         owner.__dict__["_truststore_verified"] = pending
-        _remember_session(owner, owner._sslobj.session)
+        try:
+            session = owner._sslobj.session
+        except ValueError:
+            # CPython cannot copy a session over ~64 KiB (a peer with a huge
+            # certificate); the connection is verified, just not resumable.
+            return
+        _remember_session(owner, session)
 
 
 def _remember_session(owner: Any, session: Any) -> None:
@@ -194,7 +200,13 @@ def _enrich_native_error(
 
 
 class _VerifyingSSLSocket(ssl.SSLSocket):
-    """``ssl.SSLSocket`` that verifies through the backend after its handshake."""
+    """``ssl.SSLSocket`` that verifies through the backend after its handshake.
+
+    With ``do_handshake_on_connect=False`` a caller may read or write without
+    calling ``do_handshake()``; OpenSSL then runs the handshake by itself
+    inside ``SSL_read``/``SSL_write``, where we would never see its end.  So
+    the data methods finish (and verify) a pending handshake first.
+    """
 
     def do_handshake(self, block: bool = False) -> None:
         try:
@@ -208,6 +220,22 @@ class _VerifyingSSLSocket(ssl.SSLSocket):
         except ssl.SSLCertVerificationError:
             self.close()
             raise
+
+    def _handshake_before_data(self) -> None:
+        if "_truststore_pending" in self.__dict__ and getattr(self, "_sslobj", None) is not None:
+            self.do_handshake()
+
+    def read(self, len: int = 1024, buffer: Any = None) -> Any:
+        self._handshake_before_data()
+        return super().read(len, buffer)
+
+    def write(self, data: Buffer) -> int:
+        self._handshake_before_data()
+        return super().write(data)
+
+    def send(self, data: Buffer, flags: int = 0) -> int:
+        self._handshake_before_data()
+        return super().send(data, flags)
 
     @property
     def session(self) -> ssl.SSLSession | None:
@@ -231,6 +259,16 @@ class _VerifyingSSLObject(ssl.SSLObject):
                 raise
             raise _enrich_native_error(self, exc) from None
         _finish_handshake(self)
+
+    def read(self, len: int = 1024, buffer: Any = None) -> Any:
+        if "_truststore_pending" in self.__dict__:
+            self.do_handshake()  # see _VerifyingSSLSocket
+        return super().read(len, buffer)
+
+    def write(self, data: Buffer) -> int:
+        if "_truststore_pending" in self.__dict__:
+            self.do_handshake()
+        return super().write(data)
 
     @property
     def session(self) -> ssl.SSLSession | None:
@@ -485,7 +523,14 @@ class SSLContext(_SuperTarget):
         if sslobj.session_reused:
             self._check_resumed_session(sslobj, pending)
         if pending.native:
-            return  # OpenSSL verified during the handshake
+            # OpenSSL verified during the handshake, except when there was
+            # nothing to verify: with an anonymous (aNULL) suite it ignores
+            # SSL_VERIFY_PEER and the peer sends no certificate at all.
+            if not sslobj.session_reused and sslobj.getpeercert(True) is None:
+                raise _common.verification_error(
+                    _common.X509_V_ERR_UNSPECIFIED, "the peer sent no certificate", pending.host
+                )
+            return
         chain = sslobj.get_unverified_chain() or []
         ders = [cert.public_bytes(_ssl.ENCODING_DER) for cert in chain]
         if not ders:
@@ -597,7 +642,8 @@ def _collect_anchor_ders(cafile: Any, capath: Any, cadata: Any) -> list[bytes]:
 # -- injection -------------------------------------------------------------
 
 _injection_lock = threading.RLock()
-_saved_requests_contexts: dict[str, Any] = {}
+# Contexts that HTTP modules built at import, saved while ours stand in.
+_saved_contexts: dict[tuple[str, str], tuple[Any, Any]] = {}
 
 
 def _patch_module(name: str, injected: bool) -> None:
@@ -610,26 +656,73 @@ def _patch_module(name: str, injected: bool) -> None:
         if getattr(module, "SSLContext", None) in (SSLContext, _StdSSLContext):
             setattr(module, "SSLContext", target)  # noqa: B010
     elif name.endswith("requests.adapters"):
-        _patch_requests_adapters(name, module, injected)
+        # requests 2.32-2.33 builds one context at import.
+        _swap_context(name, module, "_preloaded_ssl_context", injected, _requests_context)
+    elif name == "aiohttp.connector":
+        # aiohttp >= 3.10 builds its default verifying context at import.
+        _swap_context(name, module, "_SSL_CONTEXT_VERIFIED", injected, _aiohttp_context)
 
 
-def _patch_requests_adapters(name: str, module: Any, injected: bool) -> None:
-    """requests >= 2.32 builds one context at import; swap it for ours."""
-    current = getattr(module, "_preloaded_ssl_context", None)
-    if current is None:
+def _swap_context(name: str, module: Any, attribute: str, injected: bool, build: Any) -> None:
+    """Replace a context *module* built at import by one made the module's
+    own way (so that its settings stay), and put the original back later."""
+    current = getattr(module, attribute, None)
+    if not isinstance(current, _StdSSLContext):
         return
+    key = (name, attribute)
     if injected:
-        if name in _saved_requests_contexts:
+        if key in _saved_contexts:
             return
-        _saved_requests_contexts[name] = current
-        # requests loaded certifi's bundle into that context (and, if it was
-        # imported after injection, into one of ours).  Its replacement holds
-        # the OS store only: trusting what the OS trusts is the point.
-        module._preloaded_ssl_context = SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    else:
-        saved = _saved_requests_contexts.pop(name, None)
-        if saved is not None:
-            module._preloaded_ssl_context = saved
+        replacement = build(module, True)
+        if not isinstance(replacement, SSLContext):
+            return
+        _saved_contexts[key] = (current, replacement)
+        setattr(module, attribute, replacement)
+        return
+    saved = _saved_contexts.pop(key, None)
+    if saved is not None:
+        original, replacement = saved
+        if current is not replacement:
+            return  # someone else has replaced ours since: leave theirs
+        setattr(module, attribute, original)
+        current = original
+    if isinstance(current, SSLContext):
+        # Built while we were injected (the module was imported after
+        # inject_into_ssl()): nothing of the stdlib's to restore, so build
+        # the module's own again, now that ssl is the stdlib's.
+        rebuilt = build(module, False)
+        if rebuilt is not None and not isinstance(rebuilt, SSLContext):
+            setattr(module, attribute, rebuilt)
+
+
+def _requests_context(module: Any, injected: bool) -> Any:
+    """requests' preloaded context: urllib3's settings (strict host and
+    certificate checks, SSLKEYLOGFILE, ...), with certifi's bundle only when
+    not injected.  Injected, the OS store alone: that is the point."""
+    make: Any = getattr(module, "create_urllib3_context", None)
+    try:
+        context = make() if make is not None else None
+    except Exception:
+        context = None
+    if injected:
+        return context if isinstance(context, SSLContext) else SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    bundle: Any = getattr(module, "DEFAULT_CA_BUNDLE_PATH", None)
+    unzip: Any = getattr(module, "extract_zipped_paths", lambda path: path)
+    if context is None or bundle is None:
+        return None
+    try:
+        context.load_verify_locations(unzip(bundle))
+    except Exception:
+        return None
+    return context
+
+
+def _aiohttp_context(module: Any, injected: bool) -> Any:
+    make: Any = getattr(module, "_make_ssl_context", None)
+    try:
+        return make(True) if make is not None else None
+    except Exception:
+        return None
 
 
 PATCHED_MODULES = (
@@ -637,6 +730,7 @@ PATCHED_MODULES = (
     "requests.adapters",
     "pip._vendor.urllib3.util.ssl_",
     "pip._vendor.requests.adapters",
+    "aiohttp.connector",
 )
 
 

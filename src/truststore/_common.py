@@ -28,7 +28,9 @@ X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY = 20
 X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE = 21
 X509_V_ERR_CERT_CHAIN_TOO_LONG = 22
 X509_V_ERR_CERT_REVOKED = 23
-X509_V_ERR_INVALID_CA = 24
+# OpenSSL 3.0 renumbered this one (24 is now NO_ISSUER_PUBLIC_KEY); report
+# the number of the OpenSSL this Python links, as the Linux backend does.
+X509_V_ERR_INVALID_CA = 79 if ssl.OPENSSL_VERSION_INFO >= (3,) else 24
 X509_V_ERR_PATH_LENGTH_EXCEEDED = 25
 X509_V_ERR_INVALID_PURPOSE = 26
 X509_V_ERR_CERT_UNTRUSTED = 27
@@ -40,9 +42,9 @@ X509_V_ERR_IP_ADDRESS_MISMATCH = 64
 X509_V_ERR_EE_KEY_TOO_SMALL = 66
 X509_V_ERR_CA_KEY_TOO_SMALL = 67
 
-_PEM_CERT_RE = re.compile(
-    rb"-----BEGIN CERTIFICATE-----\s*(.*?)\s*-----END CERTIFICATE-----", re.DOTALL
-)
+# No "-" in a body (base64 has none): an unterminated block cannot swallow
+# the next one.
+_PEM_CERT_RE = re.compile(rb"-----BEGIN CERTIFICATE-----\s*([^-]*?)\s*-----END CERTIFICATE-----")
 
 
 def verification_error(code: int, message: str, host: str | None) -> ssl.SSLCertVerificationError:

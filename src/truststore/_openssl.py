@@ -55,7 +55,9 @@ FALLBACK_DIRS: tuple[tuple[str, str], ...] = (
 # ``c_rehash`` / ``openssl rehash`` names: 8 hex digits of the subject hash,
 # a dot, a collision counter.  OpenSSL's directory lookup opens only these.
 _HASHED_NAME = re.compile(r"^[0-9a-f]{8}\.[0-9]+$")
-_PEM_BODY = re.compile(rb"-----BEGIN CERTIFICATE-----(.*?)-----END CERTIFICATE-----", re.DOTALL)
+# The body excludes "-": base64 has none, so a block whose END line is missing
+# cannot swallow the next BEGIN and the good certificate after it.
+_PEM_BODY = re.compile(rb"-----BEGIN CERTIFICATE-----([^-]*)-----END CERTIFICATE-----")
 _ANY_PEM_BEGIN = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----")
 
 
