@@ -303,7 +303,9 @@ def test_fallback_used_only_when_the_defaults_are_empty(
     # Defaults that hold something: the fallback is not even looked at.
     real_default = write_bundle(tmp_path / "compiled-in" / "real.pem", trustme.CA())
     plan = _openssl._plan_for(str(real_default), empty_dirs, fallback_ok=True)
-    assert plan.cafile is None and len(plan.extra_der) == 1
+    # No directory covers it: OpenSSL's file loader, with the DER list as
+    # the fallback should OpenSSL refuse the file.
+    assert plan.cafile == str(real_default) and len(plan.extra_der) == 1
     assert str(fallback_file) not in plan.searched
 
 

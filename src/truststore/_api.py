@@ -163,14 +163,10 @@ def _finish_handshake(owner: Any) -> None:
         owner._sslobj = _Failed(exc)
         raise
     if pending.verify_mode != ssl.CERT_NONE:
+        # Sessions are recorded when the caller reads ``.session`` (the only
+        # way to resume one); reading it here would copy the session, peer
+        # certificate included, on every handshake.
         owner.__dict__["_truststore_verified"] = pending
-        try:
-            session = owner._sslobj.session
-        except ValueError:
-            # CPython cannot copy a session over ~64 KiB (a peer with a huge
-            # certificate); the connection is verified, just not resumable.
-            return
-        _remember_session(owner, session)
 
 
 def _remember_session(owner: Any, session: Any) -> None:
@@ -696,24 +692,25 @@ def _swap_context(name: str, module: Any, attribute: str, injected: bool, build:
 
 
 def _requests_context(module: Any, injected: bool) -> Any:
-    """requests' preloaded context: urllib3's settings (strict host and
-    certificate checks, SSLKEYLOGFILE, ...), with certifi's bundle only when
-    not injected.  Injected, the OS store alone: that is the point."""
+    """requests' preloaded context, made requests' own way: urllib3's
+    settings (host and certificate checks, SSLKEYLOGFILE, ...) plus
+    requests' CA bundle.  Injected, that bundle is trusted in addition to the
+    OS store, as ``load_verify_locations()`` always is."""
     make: Any = getattr(module, "create_urllib3_context", None)
     try:
         context = make() if make is not None else None
     except Exception:
         context = None
-    if injected:
-        return context if isinstance(context, SSLContext) else SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    if injected and not isinstance(context, SSLContext):
+        context = SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     bundle: Any = getattr(module, "DEFAULT_CA_BUNDLE_PATH", None)
     unzip: Any = getattr(module, "extract_zipped_paths", lambda path: path)
     if context is None or bundle is None:
-        return None
+        return context if injected else None
     try:
         context.load_verify_locations(unzip(bundle))
     except Exception:
-        return None
+        return context if injected else None
     return context
 
 

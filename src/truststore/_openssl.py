@@ -22,7 +22,6 @@ from __future__ import annotations
 import _ssl
 import base64
 import binascii
-import contextlib
 import os
 import re
 import ssl
@@ -65,8 +64,9 @@ class StorePlan(NamedTuple):
     """What to load into each client context, decided once per on-disk state."""
 
     capath: str | None  # hashed directories, os.pathsep-joined, looked up lazily
-    cafile: str | None  # a bundle OpenSSL must parse itself (unusual content)
-    extra_der: tuple[bytes, ...]  # bundle certificates the directories lack
+    cafile: str | None  # a bundle for OpenSSL's own loader (nothing of it in a directory)
+    extra_der: tuple[bytes, ...]  # bundle certificates the directories lack (or the
+    # whole bundle, as the fallback when OpenSSL refuses ``cafile``)
     summary: str  # one line for ``truststore status``
     searched: tuple[str, ...]  # every location looked at, for error messages
     empty: bool  # nothing at all could be loaded
@@ -98,18 +98,21 @@ def default_locations() -> tuple[str | None, list[str], bool]:
     return (cafile or None), dirs, (env_file is not None or env_dir is not None)
 
 
-def _hashed_bodies(directory: str) -> tuple[int, set[bytes]] | None:
-    """Certificates OpenSSL can find lazily in *directory*, as base64 bodies.
+def _hashed_names(directory: str) -> list[str] | None:
+    """The entries OpenSSL's lazy look-up can open in *directory*.
 
     None when the directory cannot be listed or has no hashed names (then a
-    lazy look-up there would find nothing).
+    look-up there would find nothing).
     """
     try:
         names = [n for n in os.listdir(directory) if _HASHED_NAME.match(n)]
     except (OSError, ValueError):
         return None
-    if not names:
-        return None
+    return names or None
+
+
+def _hashed_bodies(directory: str, names: list[str]) -> set[bytes]:
+    """The certificates behind *names*, as base64 bodies without white space."""
     bodies: set[bytes] = set()
     for name in names:
         try:
@@ -119,7 +122,7 @@ def _hashed_bodies(directory: str) -> tuple[int, set[bytes]] | None:
             continue
         for match in _PEM_BODY.finditer(data):
             bodies.add(b"".join(match.group(1).split()))
-    return len(names), bodies
+    return bodies
 
 
 def _read_bundle(path: str) -> bytes | None:
@@ -130,48 +133,59 @@ def _read_bundle(path: str) -> bytes | None:
         return None
 
 
+def _bundle_bodies(data: bytes) -> list[bytes] | None:
+    """The bundle's certificates as base64 bodies, or None when it holds
+    anything but plain CERTIFICATE blocks (TRUSTED CERTIFICATE trust
+    settings, CRLs, ...), whose meaning only OpenSSL itself gives exactly."""
+    if set(_ANY_PEM_BEGIN.findall(data)) - {b"CERTIFICATE"}:
+        return None
+    return [b"".join(body.split()) for body in _PEM_BODY.findall(data)]
+
+
 def _plan_for(cafile: str | None, dirs: list[str], fallback_ok: bool) -> StorePlan:
-    searched: list[str] = []
+    searched: list[str] = [*dirs] + ([cafile] if cafile is not None else [])
     summary: list[str] = []
+
+    bodies: list[bytes] | None = []
+    if cafile is not None:
+        data = _read_bundle(cafile)
+        bodies = _bundle_bodies(data) if data else []
+
     lazy_dirs: list[str] = []
     covered: set[bytes] = set()
     for directory in dirs:
-        searched.append(directory)
-        found = _hashed_bodies(directory)
-        if found is None:
+        names = _hashed_names(directory)
+        if names is None:
             continue
-        count, bodies = found
         lazy_dirs.append(directory)
-        covered |= bodies
-        summary.append(f"directory {directory} ({count} hashed entries, looked up lazily)")
+        summary.append(f"directory {directory} ({len(names)} hashed entries, looked up lazily)")
+        # Reading the entries only pays when there is a bundle to compare.
+        if bodies and not covered.issuperset(bodies):
+            covered |= _hashed_bodies(directory, names)
 
     whole_file: str | None = None
     extra: list[bytes] = []
-    if cafile is not None:
-        searched.append(cafile)
-        data = _read_bundle(cafile)
-        if data:
-            kinds = set(_ANY_PEM_BEGIN.findall(data))
-            if kinds - {b"CERTIFICATE"}:
-                # TRUSTED CERTIFICATE (trust settings), CRLs, ...: only
-                # OpenSSL itself gives exactly its own meaning to those.
-                whole_file = cafile
-                summary.append(f"file {cafile} (loaded whole)")
-            else:
-                total = 0
-                for body in _PEM_BODY.findall(data):
-                    total += 1
-                    key = b"".join(body.split())
-                    if key in covered:
-                        continue
-                    try:
-                        extra.append(base64.b64decode(key, validate=True))
-                    except (binascii.Error, ValueError):
-                        continue  # a damaged block must not cost the good ones their trust
-                if total:
-                    summary.append(
-                        f"file {cafile} ({total} certificates, {len(extra)} not in a hashed directory)"
-                    )
+    if cafile is not None and bodies is None:
+        whole_file = cafile
+        summary.append(f"file {cafile} (loaded whole)")
+    elif cafile is not None and bodies:
+        damaged = 0
+        for body in bodies:
+            if body in covered:
+                continue
+            try:
+                extra.append(base64.b64decode(body, validate=True))
+            except (binascii.Error, ValueError):
+                damaged += 1  # must not cost the good certificates their trust
+        if extra and len(extra) == len(bodies):
+            # Nothing is covered by a directory and nothing is damaged:
+            # OpenSSL's own file loader is the fastest way in; the DER list
+            # stays as the fallback should OpenSSL refuse the file.
+            whole_file = cafile
+        summary.append(
+            f"file {cafile} ({len(bodies)} certificates, {len(extra)} not in a hashed directory"
+            + (f", {damaged} damaged and skipped)" if damaged else ")")
+        )
 
     empty = not lazy_dirs and whole_file is None and not extra
     if empty and fallback_ok:
@@ -188,8 +202,7 @@ def _plan_for(cafile: str | None, dirs: list[str], fallback_ok: bool) -> StorePl
             if directory in searched:
                 continue
             searched.append(directory)
-            found = _hashed_bodies(directory)
-            if found is not None:
+            if _hashed_names(directory) is not None:
                 lazy_dirs.append(directory)
                 summary.append(f"directory {directory} (distribution fallback, lazy)")
         empty = not lazy_dirs and whole_file is None
@@ -248,9 +261,15 @@ def load_os_trust(ctx: ssl.SSLContext) -> bool:
     if plan.capath:
         load(ctx, None, plan.capath, None)
     if plan.cafile:
-        with contextlib.suppress(ssl.SSLError, OSError):
+        try:
             load(ctx, plan.cafile, None, None)
-    if plan.extra_der:
+        except (ssl.SSLError, OSError):
+            # Changed on disk since it was planned, or OpenSSL refuses a
+            # block our parser accepted: fall back to the certificates one
+            # by one.
+            if plan.extra_der:
+                _load_der_list(ctx, plan.extra_der)
+    elif plan.extra_der:
         _load_der_list(ctx, plan.extra_der)
     return not plan.empty
 
