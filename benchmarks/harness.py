@@ -1,0 +1,638 @@
+"""The six comparisons: set-up, interleaved runs, medians.
+
+The orchestrating process (this one) builds the venvs, the certificates and
+the stores, runs the loopback servers, and starts every measurement as a
+subprocess of the right venv's interpreter (``probe.py``), alternating the
+environments so that drift (CPU frequency, other load) hits all of them
+alike.  Nothing here times anything that runs in this process, except the
+start-up row, which times whole interpreter runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import random
+import shutil
+import ssl
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import stats, stores, venvs
+from .servers import LoopbackTLSServer
+
+PROBE = Path(__file__).resolve().parent / "probe.py"
+STALL_SECONDS = 0.25
+THREADS = 8
+STARTUP_TIMEOUT = 60.0  # one interpreter start; a hung one is killed
+SCALE_SIZES_FULL = (1, 150, 1000, 10000)
+SCALE_SIZES_QUICK = (1, 150)
+SCALE_LAYOUTS = ("file", "dir", "file+dir")
+# Only what a program needs to run; everything that could redirect trust
+# (SSL_CERT_*, REQUESTS_CA_BUNDLE, PIP_CERT, proxies, PYTHON*) stays out.
+PASSED_THROUGH = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TMPDIR", "TZ")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How much of everything one run does (full or --quick)."""
+
+    quick: bool
+    startup_rounds: int  # rounds with every environment
+    startup_cheap_pass: int  # rounds of `python -c pass` for bare/ours/ours-off
+    startup_cheap_requests: int  # same for `import requests`
+    conn_rounds: int
+    conn_n: int
+    conn_budget_s: float
+    reused_rounds: int
+    reused_budget_s: float
+    reused_block: int
+    threads_rounds: int
+    asyncio_rounds: int
+    asyncio_seconds: float
+    scale_sizes: tuple[int, ...]
+    scale_reps: int
+    scale_budget_s: float
+
+    @classmethod
+    def make(cls, quick: bool) -> Plan:
+        if quick:
+            return cls(
+                quick=True,
+                startup_rounds=4,
+                startup_cheap_pass=10,
+                startup_cheap_requests=4,
+                conn_rounds=1,
+                conn_n=6,
+                conn_budget_s=0.6,
+                reused_rounds=1,
+                reused_budget_s=0.6,
+                reused_block=5,
+                threads_rounds=1,
+                asyncio_rounds=1,
+                asyncio_seconds=0.4,
+                scale_sizes=SCALE_SIZES_QUICK,
+                scale_reps=1,
+                scale_budget_s=0.15,
+            )
+        return cls(
+            quick=False,
+            startup_rounds=40,
+            startup_cheap_pass=160,
+            startup_cheap_requests=60,
+            conn_rounds=8,
+            conn_n=30,
+            conn_budget_s=5.0,
+            reused_rounds=2,
+            reused_budget_s=6.0,
+            reused_block=20,
+            threads_rounds=6,
+            asyncio_rounds=2,
+            asyncio_seconds=2.0,
+            scale_sizes=SCALE_SIZES_FULL,
+            scale_reps=3,
+            scale_budget_s=0.6,
+        )
+
+
+class ProbeError(RuntimeError):
+    pass
+
+
+def log(message: str) -> None:
+    sys.stderr.write(f"[bench] {message}\n")
+    sys.stderr.flush()
+
+
+def product_environ(extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = {k: os.environ[k] for k in PASSED_THROUGH if k in os.environ}
+    env.update(extra or {})
+    return env
+
+
+@dataclass
+class Bench:
+    plan: Plan
+    cache: Path
+    work: Path
+    envs: dict[str, venvs.Env] = field(default_factory=dict)
+    rng: random.Random = field(default_factory=lambda: random.Random(20240601))
+    os_store: dict[str, str] = field(default_factory=dict)
+    bare_bundle: str = ""
+    notes: list[str] = field(default_factory=list)
+
+    # -- running things in a venv ------------------------------------------
+    def probe(
+        self,
+        env: venvs.Env,
+        spec: dict[str, Any],
+        extra_env: dict[str, str] | None = None,
+        *,
+        inject: bool | None = None,
+        timeout: float = 600,
+    ) -> dict[str, Any]:
+        spec = dict(spec)
+        spec["inject_public"] = env.inject_public if inject is None else inject
+        proc = subprocess.run(
+            [env.python, str(self.work / "probe.py"), json.dumps(spec)],
+            env=product_environ(extra_env),
+            cwd=self.work,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        if proc.returncode != 0 or not proc.stdout.strip():
+            raise ProbeError(
+                f"{env.name} probe {spec['mode']} failed (exit {proc.returncode}):\n"
+                f"{proc.stderr[-3000:]}{proc.stdout[-1000:]}"
+            )
+        result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+        return result
+
+    def os_store_environ(self, layout: str = "file+dir") -> dict[str, str]:
+        return layout_environ(self.os_store, layout)
+
+    # -- set-up ----------------------------------------------------------------
+    def prepare(self) -> None:
+        shutil.copy(PROBE, self.work / "probe.py")
+        wheel = venvs.find_or_build_wheel(self.cache)
+        log(f"wheel: {wheel}")
+        started = time.monotonic()
+        self.envs = venvs.build_all(self.cache, wheel)
+        log(f"venvs ready in {time.monotonic() - started:.1f}s under {self.cache / 'venvs'}")
+        certifi_path = subprocess.run(
+            [self.envs["bare"].python, "-c", "import certifi; print(certifi.where())"],
+            env=product_environ(),
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+        ).stdout.strip()
+        self.ca = stores.benchmark_ca(self.cache)
+        ca_pem = self.ca.cert_pem.bytes()
+        source, machine = stores.machine_bundle(certifi_path)
+        self.machine_bundle = (source, len(machine))
+        # The OS store of rows 2-5: this machine's CAs plus ours, as a bundle
+        # and a hashed directory holding the same certificates (Debian's
+        # layout).  Written per run: it follows the machine's bundle.
+        self.os_store = stores.write_store(self.work / "os-store", [*machine, ca_pem])
+        # bare: a copy of certifi's bundle with our CA appended.
+        bare_bundle = self.work / "certifi-plus-bench-ca.pem"
+        bare_bundle.write_bytes(Path(certifi_path).read_bytes().rstrip(b"\n") + b"\n" + ca_pem)
+        self.bare_bundle = str(bare_bundle)
+        self.certifi_count = len(stores.split_pem(Path(certifi_path).read_bytes()))
+
+    @contextmanager
+    def servers(self) -> Iterator[None]:
+        import trustme
+
+        leaf = self.ca.issue_cert("127.0.0.1")
+        stranger = trustme.CA(organization_name="not trusted by anyone")
+        untrusted_leaf = stranger.issue_cert("127.0.0.1")
+        contexts = []
+        for cert in (leaf, leaf, untrusted_leaf):
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            cert.configure_cert(ctx)
+            contexts.append(ctx)
+        self.fast = LoopbackTLSServer(contexts[0])
+        self.stalled = LoopbackTLSServer(contexts[1], stall=STALL_SECONDS)
+        self.untrusted = LoopbackTLSServer(contexts[2])
+        try:
+            yield
+        finally:
+            for server in (self.fast, self.stalled, self.untrusted):
+                server.close()
+
+    # -- preflight: every environment really verifies ---------------------------
+    def preflight(self) -> dict[str, Any]:
+        found: dict[str, Any] = {}
+        for name, env in self.envs.items():
+            spec: dict[str, Any] = {
+                "mode": "preflight",
+                "trusted_url": self.fast.url,
+                "untrusted_url": self.untrusted.url,
+            }
+            if name == "bare":
+                spec["ca_certs"] = self.bare_bundle
+                extra = {"REQUESTS_CA_BUNDLE": self.bare_bundle}
+            else:
+                extra = self.os_store_environ()
+            result = self.probe(env, spec, extra)
+            bad = {k: v for k, v in result["checks"].items() if v != "ok"}
+            if bad:
+                raise ProbeError(f"{name}: preflight failed, not measuring: {bad}")
+            found[name] = result
+            log(f"preflight {name}: verifies; ssl.SSLContext is {result['ssl_context_class']}")
+        return found
+
+    # -- row 1 ---------------------------------------------------------------------
+    def row_startup(self) -> dict[str, Any]:
+        inject_public = "import truststore; truststore.inject_into_ssl(); "
+        variants: list[tuple[str, venvs.Env, str, dict[str, str]]] = [
+            ("bare", self.envs["bare"], "", {}),
+            ("ours", self.envs["ours"], "", {}),
+            ("ours-off", self.envs["ours"], "", {"TRUSTSTORE_INJECT": "0"}),
+            ("truststore", self.envs["truststore"], inject_public, {}),
+            ("pip-system-certs", self.envs["pip-system-certs"], "", {}),
+        ]
+        # bare/ours/ours-off are cheap to start, and the 1 ms budget needs
+        # many pairs to be resolved on a busy machine: they get extra rounds.
+        cheap = {"bare", "ours", "ours-off"}
+        programs = {"pass": "pass", "import requests": "import requests"}
+        rounds_for = {
+            "pass": (self.plan.startup_rounds, self.plan.startup_cheap_pass),
+            "import requests": (self.plan.startup_rounds, self.plan.startup_cheap_requests),
+        }
+        unexpected: dict[str, str] = {}
+
+        def run(
+            variant: tuple[str, venvs.Env, str, dict[str, str]], program: str
+        ) -> tuple[float, float]:
+            """(wall ms, child CPU ms) of one interpreter run."""
+            name, env, prefix, extra = variant
+            code = prefix + programs[program]
+            with tempfile.TemporaryFile() as output:
+                t0 = time.perf_counter()
+                proc = subprocess.Popen(
+                    [env.python, "-c", code],
+                    env=product_environ(extra),
+                    cwd=self.work,
+                    stdin=subprocess.DEVNULL,
+                    stdout=output,
+                    stderr=output,
+                )
+                watchdog = threading.Timer(STARTUP_TIMEOUT, proc.kill)
+                watchdog.start()
+                try:
+                    _pid, status, usage = os.wait4(proc.pid, 0)
+                finally:
+                    watchdog.cancel()
+                elapsed = time.perf_counter() - t0
+                proc.returncode = os.waitstatus_to_exitcode(status)
+                output.seek(0)
+                text = output.read().decode(errors="replace")
+            if proc.returncode != 0:
+                raise ProbeError(f"{name} {code!r} exited {proc.returncode}: {text[-2000:]}")
+            if text and name not in unexpected:
+                unexpected[name] = text[:300]
+            return elapsed * 1000.0, (usage.ru_utime + usage.ru_stime) * 1000.0
+
+        for variant in variants:  # warm the page cache and .pyc files
+            for program in programs:
+                for _ in range(1 if self.plan.quick else 2):
+                    run(variant, program)
+        wall: dict[str, dict[str, list[float | None]]] = {
+            p: {v[0]: [] for v in variants} for p in programs
+        }
+        cpu: dict[str, dict[str, list[float | None]]] = {
+            p: {v[0]: [] for v in variants} for p in programs
+        }
+        deadline = time.monotonic() + (60 if self.plan.quick else 300)
+        total = max(cheap_rounds for _, cheap_rounds in rounds_for.values())
+        done = 0
+        for rnd in range(total):
+            if time.monotonic() > deadline and rnd >= 3:
+                break
+            jobs = []
+            for program, (all_rounds, cheap_rounds) in rounds_for.items():
+                if rnd >= max(all_rounds, cheap_rounds):
+                    continue
+                for variant in variants:
+                    if rnd < all_rounds or variant[0] in cheap:
+                        jobs.append((variant, program))
+            self.rng.shuffle(jobs)
+            measured: set[tuple[str, str]] = set()
+            for variant, program in jobs:
+                w, c = run(variant, program)
+                wall[program][variant[0]].append(w)
+                cpu[program][variant[0]].append(c)
+                measured.add((program, variant[0]))
+            for program in programs:  # keep the lists aligned round by round
+                for variant in variants:
+                    if (program, variant[0]) not in measured:
+                        wall[program][variant[0]].append(None)
+                        cpu[program][variant[0]].append(None)
+            done += 1
+        result: dict[str, Any] = {"rounds": done, "unexpected_output": unexpected}
+        for program in programs:
+            entry: dict[str, Any] = {}
+            for name, _env, _prefix, _extra in variants:
+                entry[name] = _paired(wall[program][name], wall[program]["bare"])
+                entry[name]["cpu"] = _paired(cpu[program][name], cpu[program]["bare"])
+            result[program] = entry
+        log(f"start-up: {done} rounds")
+        return result
+
+    # -- row 2 ---------------------------------------------------------------------
+    def conn_variants(
+        self, client: str
+    ) -> list[tuple[str, venvs.Env, dict[str, Any], dict[str, str]]]:
+        bare = self.envs["bare"]
+        found: list[tuple[str, venvs.Env, dict[str, Any], dict[str, str]]] = []
+        if client == "urllib3":
+            found.append(("bare", bare, {"ca_certs": self.bare_bundle}, {}))
+            # Control for "ours, bundle only": plain urllib3 loading the very
+            # bundle the OS store holds (it has more CAs than certifi).
+            found.append(("bare-os-bundle", bare, {"ca_certs": self.os_store["bundle"]}, {}))
+        else:
+            found.append(("bare", bare, {}, {"REQUESTS_CA_BUNDLE": self.bare_bundle}))
+        found += [
+            ("ours", self.envs["ours"], {}, self.os_store_environ("file+dir")),
+            ("ours-bundle-only", self.envs["ours"], {}, self.os_store_environ("file")),
+            ("truststore", self.envs["truststore"], {}, self.os_store_environ("file+dir")),
+            (
+                "pip-system-certs",
+                self.envs["pip-system-certs"],
+                {},
+                self.os_store_environ("file+dir"),
+            ),
+        ]
+        return found
+
+    def row_connection(self) -> dict[str, Any]:
+        result: dict[str, Any] = {}
+        for client in ("urllib3", "requests"):
+            variants = self.conn_variants(client)
+            times: dict[str, list[float]] = {v[0]: [] for v in variants}
+            cpu: dict[str, list[float]] = {v[0]: [] for v in variants}
+            firsts: dict[str, list[float]] = {v[0]: [] for v in variants}
+            for rnd in range(self.plan.conn_rounds):
+                order = list(variants)
+                self.rng.shuffle(order)
+                for name, env, spec_extra, extra_env in order:
+                    spec = {
+                        "mode": "conn",
+                        "client": client,
+                        "url": self.fast.url,
+                        "n": self.plan.conn_n,
+                        "min_n": 3,
+                        "budget_s": self.plan.conn_budget_s / len(variants),
+                        **spec_extra,
+                    }
+                    out = self.probe(env, spec, extra_env)
+                    times[name].extend(out["times_ms"])
+                    cpu[name].extend(out["cpu_ms"])
+                    firsts[name].append(out["first_ms"])
+                log(f"connection {client}: round {rnd + 1}/{self.plan.conn_rounds}")
+            base = stats.median(times["bare"])
+            base_cpu = stats.median(cpu["bare"])
+            base_first = stats.median(firsts["bare"])
+            result[client] = {
+                name: {
+                    "ms": stats.summary(times[name]),
+                    "ratio": stats.ratio(stats.median(times[name]), base),
+                    "cpu_ms": stats.summary(cpu[name]),
+                    "cpu_ratio": stats.ratio(stats.median(cpu[name]), base_cpu),
+                    "first_ms": stats.summary(firsts[name]),
+                    "first_ratio": stats.ratio(stats.median(firsts[name]), base_first),
+                }
+                for name in times
+            }
+        return result
+
+    # -- rows 3-5: one context, two kinds, in ours' and the public venv ----------
+    def _context_envs(self) -> list[tuple[str, venvs.Env, dict[str, str]]]:
+        # TRUSTSTORE_INJECT=0 in ours: the process compares our class with
+        # the standard library's one, which injection would have replaced.
+        return [
+            ("ours", self.envs["ours"], {**self.os_store_environ(), "TRUSTSTORE_INJECT": "0"}),
+            ("truststore", self.envs["truststore"], self.os_store_environ()),
+        ]
+
+    def _alternate_processes(
+        self, rounds: int, make_spec: Callable[[str], dict[str, Any]]
+    ) -> dict[str, list[dict[str, Any]]]:
+        outputs: dict[str, list[dict[str, Any]]] = {}
+        for rnd in range(rounds):
+            order = self._context_envs()
+            if rnd % 2:
+                order.reverse()
+            for name, env, extra in order:
+                out = self.probe(env, make_spec(name), extra, inject=False)
+                outputs.setdefault(name, []).append(out)
+        return outputs
+
+    def row_reused(self) -> dict[str, Any]:
+        per_process = self.plan.reused_budget_s / max(1, self.plan.reused_rounds)
+        outputs = self._alternate_processes(
+            self.plan.reused_rounds,
+            lambda name: {
+                "mode": "reused",
+                "kinds": ["truststore", "plain"],
+                "port": self.fast.port,
+                "budget_s": per_process,
+                "block_size": self.plan.reused_block,
+                "max_blocks": 400,
+            },
+        )
+        result: dict[str, Any] = {}
+        for name, outs in outputs.items():
+            merged: dict[str, list[float]] = {"truststore": [], "plain": []}
+            merged_cpu: dict[str, list[float]] = {"truststore": [], "plain": []}
+            for out in outs:
+                for kind, values in out["times_ms"].items():
+                    merged[kind].extend(values)
+                for kind, values in out["cpu_ms"].items():
+                    merged_cpu[kind].extend(values)
+            med = {kind: stats.median(values) for kind, values in merged.items()}
+            rate = {kind: (1000.0 / m if m else None) for kind, m in med.items()}
+            result[name] = {
+                "handshake_ms": {kind: stats.summary(v) for kind, v in merged.items()},
+                "per_second": {k: (round(v, 1) if v else None) for k, v in rate.items()},
+                "ratio": stats.ratio(rate["truststore"], rate["plain"]),
+                "cpu_ms": {kind: stats.summary(v) for kind, v in merged_cpu.items()},
+                # client CPU per handshake, plain / ours: >1 means ours is cheaper
+                "cpu_ratio": stats.ratio(
+                    stats.median(merged_cpu["plain"]), stats.median(merged_cpu["truststore"])
+                ),
+            }
+        log("reused context: done")
+        return result
+
+    def row_threads(self) -> dict[str, Any]:
+        outputs = self._alternate_processes(
+            2 if self.plan.threads_rounds > 1 else 1,
+            lambda name: {
+                "mode": "threads",
+                "kinds": ["truststore", "plain"],
+                "port": self.stalled.port,
+                "threads": THREADS,
+                "rounds": max(1, self.plan.threads_rounds // 2),
+                "budget_s": 30.0,
+            },
+        )
+        result: dict[str, Any] = {"threads": THREADS, "stall_ms": STALL_SECONDS * 1000}
+        for name, outs in outputs.items():
+            merged: dict[str, list[float]] = {"truststore": [], "plain": []}
+            errors: list[str] = []
+            for out in outs:
+                for kind, values in out["walls_ms"].items():
+                    merged[kind].extend(values)
+                errors += out["errors"]
+            result[name] = {
+                "wall_ms": {kind: stats.summary(v) for kind, v in merged.items()},
+                "ratio": stats.ratio(
+                    stats.median(merged["truststore"]), stats.median(merged["plain"])
+                ),
+                "errors": errors[:3],
+            }
+        log("threads: done")
+        return result
+
+    def row_asyncio(self) -> dict[str, Any]:
+        outputs = self._alternate_processes(
+            1,
+            lambda name: {
+                "mode": "asyncio",
+                "kinds": ["truststore", "plain"],
+                "port": self.fast.port,
+                "stall_port": self.stalled.port,
+                "seconds": self.plan.asyncio_seconds,
+                "rounds": self.plan.asyncio_rounds,
+            },
+        )
+        result: dict[str, Any] = {"tick_ms": 2.0, "stall_ms": STALL_SECONDS * 1000}
+        for name, outs in outputs.items():
+            entry: dict[str, Any] = {}
+            for kind, data in outs[0]["kinds"].items():
+                lags = data["lags_ms"]
+                entry[kind] = {
+                    "worst_ms": stats._round(max(lags) if lags else None),
+                    "p99_ms": stats._round(stats.quantile(lags, 0.99)),
+                    "median_ms": stats._round(stats.median(lags)),
+                    "ticks": len(lags),
+                    "loop_handshakes": data["loop_handshakes"],
+                    "loop_failures": data["loop_failures"],
+                    "thread_handshakes": data["thread"],
+                }
+            result[name] = entry
+        log("asyncio: done")
+        return result
+
+    # -- row 6 ---------------------------------------------------------------------
+    def row_scale(self) -> dict[str, Any]:
+        ca_pem = self.ca.cert_pem.bytes()
+        largest = max(self.plan.scale_sizes)
+        started = time.monotonic()
+        fillers = stores.filler_cas(self.cache, max(0, largest - 1))
+        log(f"scale: {len(fillers)} filler CAs ready in {time.monotonic() - started:.1f}s")
+        entries: list[dict[str, Any]] = []
+        names = ["bare", "ours", "truststore"]
+        for size in self.plan.scale_sizes:
+            started = time.monotonic()
+            store = stores.cached_store(self.cache, f"scale-{size}", [*fillers[: size - 1], ca_pem])
+            log(f"scale: store of {size} CAs ready in {time.monotonic() - started:.1f}s")
+            big = size >= 5000
+            reps = 1 if big else self.plan.scale_reps
+            for layout in SCALE_LAYOUTS:
+                collected: dict[str, list[dict[str, Any]]] = {n: [] for n in names}
+                for _ in range(reps):
+                    order = list(names)
+                    self.rng.shuffle(order)
+                    for name in order:
+                        spec = {
+                            "mode": "scale",
+                            "port": self.fast.port,
+                            "budget_s": self.plan.scale_budget_s,
+                            "min_n": 1 if big else 3,
+                            "max_n": 400,
+                        }
+                        out = self.probe(
+                            self.envs[name], spec, layout_environ(store, layout), timeout=900
+                        )
+                        collected[name].append(out)
+                for name, outs in collected.items():
+                    entries.append(
+                        {
+                            "size": size,
+                            "layout": layout,
+                            "env": name,
+                            "context_class": outs[0]["context_class"],
+                            "cold_create_ms": stats.median([o["cold_create_ms"] for o in outs]),
+                            "first_conn_ms": stats.median([o["first_conn_ms"] for o in outs]),
+                            "create_ms": stats.median([x for o in outs for x in o["create_ms"]]),
+                            "create_cpu_ms": stats.median(
+                                [x for o in outs for x in o["create_cpu_ms"]]
+                            ),
+                            "new_ctx_conn_ms": stats.median(
+                                [x for o in outs for x in o["new_ctx_conn_ms"]]
+                            ),
+                            "reused_conn_ms": stats.median(
+                                [x for o in outs for x in o["reused_conn_ms"]]
+                            ),
+                            "n": sum(len(o["create_ms"]) for o in outs),
+                        }
+                    )
+                log(f"scale: {size} CAs, {layout}: done")
+        return {
+            "entries": entries,
+            "layouts": list(SCALE_LAYOUTS),
+            "sizes": list(self.plan.scale_sizes),
+        }
+
+
+def _paired(values: list[float | None], base: list[float | None]) -> dict[str, Any]:
+    """Medians of one variant's runs and of its differences to bare's run
+    in the same round (rounds where either is missing are left out)."""
+    pairs = [(v, b) for v, b in zip(values, base, strict=True) if v is not None and b is not None]
+    own = [v for v, _ in pairs]
+    diffs = [v - b for v, b in pairs]
+    return {
+        "ms": stats.summary(own),
+        "diff_ms": stats.summary(diffs),
+        "ratio": stats.ratio(stats.median(own), stats.median([b for _, b in pairs])),
+        "pairs": len(pairs),
+    }
+
+
+def layout_environ(store: dict[str, str], layout: str) -> dict[str, str]:
+    """SSL_CERT_FILE/SSL_CERT_DIR for a store layout.
+
+    ``file``: the bundle only (the directory variable names an empty one);
+    ``dir``: the hashed directory only (the file variable names a missing
+    file); ``file+dir``: both, holding the same certificates, as Debian and
+    Ubuntu ship them.
+    """
+    if layout == "file":
+        return {"SSL_CERT_FILE": store["bundle"], "SSL_CERT_DIR": store["empty"]}
+    if layout == "dir":
+        return {"SSL_CERT_FILE": store["missing"], "SSL_CERT_DIR": store["hashed"]}
+    if layout == "file+dir":
+        return {"SSL_CERT_FILE": store["bundle"], "SSL_CERT_DIR": store["hashed"]}
+    raise ValueError(layout)
+
+
+def machine_info() -> dict[str, Any]:
+    model = None
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except AttributeError:
+        usable = os.cpu_count() or 0
+    return {
+        "nproc": usable,
+        "cpu_count": os.cpu_count(),
+        "cpu_model": model,
+        "platform": platform.platform(),
+        "orchestrator_python": sys.version.split()[0],
+        "loadavg_start": list(os.getloadavg()),
+    }
+
+
+def new_workdir() -> Path:
+    return Path(tempfile.mkdtemp(prefix="truststore-bench-"))
