@@ -9,6 +9,9 @@ import trustme
 
 from support import SCRUBBED_VARIABLES, make_store
 
+# Installed-product fixtures (wheel, venvs) for tests/test_autoinject_*.py.
+pytest_plugins = ["venvs"]
+
 
 @pytest.fixture(autouse=True)
 def _scrub_environment(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -14,7 +14,7 @@ import ssl
 import sys
 import tempfile
 import urllib.parse
-from typing import Any
+from typing import Any, NoReturn
 
 from . import __version__, _hook
 
@@ -31,6 +31,13 @@ _BACKEND_NAMES = {
 
 class CommandError(Exception):
     """A failure worth one line to the user."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line too (usage stays in --help)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_ERROR, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def _injection_active() -> bool:
@@ -176,8 +183,15 @@ def _handshake(context: ssl.SSLContext, host: str, port: int, timeout: float) ->
         raise
 
 
-def _peer_chain(tls: ssl.SSLSocket) -> list[Any]:
+def _peer_chain(tls: ssl.SSLSocket, verified: bool = False) -> list[Any]:
+    """The chain the server sent or, with *verified*, the one OpenSSL built
+    up to the trusted root (only meaningful where OpenSSL did the verifying)."""
     sslobj: Any = tls._sslobj  # type: ignore[attr-defined]
+    if verified:
+        with contextlib.suppress(AttributeError, ssl.SSLError):
+            built = list(sslobj.get_verified_chain() or [])
+            if built:
+                return built
     return list(sslobj.get_unverified_chain() or [])
 
 
@@ -193,7 +207,10 @@ def cmd_check(args: argparse.Namespace) -> int:
             raise CommandError(f"cannot load {ca_file}: {exc}") from None
     try:
         with _handshake(context, host, port, args.timeout) as tls:
-            chain = _peer_chain(tls)
+            # On Linux OpenSSL verified against the OS store and can show the
+            # chain up to the root it trusted; elsewhere show what was sent.
+            openssl_verified = _api.backend_name() == "truststore._openssl"
+            chain = _peer_chain(tls, verified=openssl_verified)
             version = tls.version()
     except ssl.SSLCertVerificationError as exc:
         reason = exc.verify_message or str(exc)
@@ -211,14 +228,15 @@ def cmd_check(args: argparse.Namespace) -> int:
         return EXIT_UNTRUSTED
     except (OSError, ssl.SSLError, ValueError) as exc:
         raise CommandError(f"cannot connect to {host}:{port}: {exc}") from None
-    print(f"{host}:{port}: {version}, chain:")
+    label = "chain, up to the trusted root" if openssl_verified else "chain"
+    print(f"{host}:{port}: {version}, {label}:")
     print("\n".join(_describe_chain(chain)))
     print(f"{host}:{port}: TRUSTED (verified by {_BACKEND_NAMES.get(_api.backend_name())})")
     return EXIT_TRUSTED
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="truststore",
         description=(
             "Python verifies TLS with the operating system's trust store. "

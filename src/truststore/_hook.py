@@ -1,21 +1,17 @@
-"""Start-up gate and import hook: runs in *every* interpreter of the environment.
+"""Start-up gate and import hook; runs in every interpreter of the environment.
 
-``truststore_autoinject.pth`` (and, on Python 3.15+, the PEP 829
-``truststore_autoinject.start``) calls ``startup()`` while ``site`` runs.  That
-is before the user's program and on every ``python`` start, so this module:
-
-* imports nothing beyond what ``site`` already loaded (``sys``, ``os``);
-* decides on/off from ``TRUSTSTORE_INJECT``, then the environment's config
-  file, then the default (on);
-* installs a meta-path finder that finds nothing itself but, when ``ssl`` or
-  one of the HTTP modules listed in ``WATCHED`` is loaded, patches it right
-  after its code ran.  ``ssl`` is never imported here: a program that never
-  uses TLS never pays for it;
-* never raises and never prints a traceback: at most one line starting with
-  ``truststore-auto:`` goes to stderr per process.
+``truststore_autoinject.pth`` (PEP 829 ``.start`` on 3.15+) calls
+``startup()`` while ``site`` runs.  Only ``sys``/``os``/``stat`` are used (all
+loaded before ``site``); ``ssl`` and the backends load only when the program
+itself imports ``ssl``.  Never raises; at most one ``truststore-auto:`` line.
 """
 
+# Docstrings here are short on purpose: this module is unmarshalled at every
+# interpreter start (SPEC budget: 1 ms for the whole .pth).  The reasoning
+# lives in comments, which cost nothing at run time.
+
 import os
+import stat  # already loaded: os imports it
 import sys
 
 TYPE_CHECKING = False
@@ -29,9 +25,9 @@ CONFIG_FILENAME = "truststore-auto.conf"
 ON_WORDS = frozenset({"1", "true", "yes", "on"})
 OFF_WORDS = frozenset({"0", "false", "no", "off"})
 
-# Modules patched as they load.  ``ssl`` gets our SSLContext; the others hold
-# their own reference to the class (or a context built at import) that must
-# follow it.
+# Modules patched right after they load.  ``ssl`` gets our SSLContext; the
+# others keep their own reference to the class (urllib3) or a context built at
+# import time (requests >= 2.32) that must follow it.
 WATCHED = frozenset(
     {
         "ssl",
@@ -48,10 +44,7 @@ _decision: "tuple[bool, str] | None" = None
 
 
 def parse_switch(value: str) -> "bool | None":
-    """``True``/``False`` for a recognised on/off word, else ``None``.
-
-    Case-insensitive, surrounding white space ignored.
-    """
+    """True/False for an on/off word (any case, spaces ignored), else None."""
     word = value.strip().lower()
     if word in ON_WORDS:
         return True
@@ -61,13 +54,12 @@ def parse_switch(value: str) -> "bool | None":
 
 
 def config_path(prefix: "str | None" = None) -> str:
-    """The environment's config file: it lives in ``sys.prefix``, like pip's
-    site-wide ``pip.conf``, so a venv's setting stays with that venv."""
+    """The environment's config file, in ``sys.prefix`` (stays with a venv)."""
     return os.path.join(sys.prefix if prefix is None else prefix, CONFIG_FILENAME)
 
 
 def format_config(enabled: bool) -> str:
-    """The text ``enable``/``disable`` write: one setting a person can read."""
+    """The text ``enable``/``disable`` write."""
     return (
         "# truststore-auto settings for this Python environment.\n"
         "# Written by `python -m truststore enable|disable`; the\n"
@@ -77,13 +69,11 @@ def format_config(enabled: bool) -> str:
 
 
 def parse_config(text: str) -> "bool | None":
-    """The ``inject`` setting of a config text, ``None`` when it has none.
-
-    Raises ``ValueError`` (with the reason) for anything malformed: a line
-    that is not ``key = value`` or an ``inject`` value that is not an on/off
-    word.  Unknown keys are ignored so that a newer version's file still
-    reads.
-    """
+    """The ``inject`` setting of *text* (None: none); ValueError if malformed."""
+    # Blank lines and '#' comments are skipped; unknown keys are ignored so
+    # that a newer version's file still reads; a line that is not
+    # 'key = value', or an inject value that is not an on/off word, makes the
+    # whole file malformed (the caller warns and applies the default).
     result = None
     for number, raw in enumerate(text.splitlines(), 1):
         line = raw.strip()
@@ -100,15 +90,21 @@ def parse_config(text: str) -> "bool | None":
 
 
 def read_config(path: "str | None" = None) -> "tuple[bool | None, str | None]":
-    """(setting, problem): the config's ``inject`` value, or why it was ignored.
-
-    A missing file is no problem; anything else that stops it from being
-    read (permissions, a directory, a symlink loop, bad bytes) is.
-    """
+    """(setting, problem): the config's ``inject`` value, or why it was ignored."""
+    # A missing file (or a dangling symlink) is no problem; anything else that
+    # stops it from being read (permissions, a directory, a FIFO, a symlink
+    # loop, bad bytes) is.
     path = config_path() if path is None else path
     try:
-        with open(path, "rb") as f:
+        # Non-blocking open, then regular files only: a FIFO (or a device)
+        # in the config's place must not stall every interpreter's start.
+        flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+        with open(os.open(path, flags), "rb") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                return None, f"ignoring {path}: not a regular file"
             data = f.read(65536)
+        if data.startswith(b"\xef\xbb\xbf"):  # a BOM from a Windows editor
+            data = data[3:]
         return parse_config(data.decode("utf-8")), None
     except (FileNotFoundError, NotADirectoryError):
         return None, None
@@ -120,7 +116,7 @@ def read_config(path: "str | None" = None) -> "tuple[bool | None, str | None]":
 def decide(
     environ: "os._Environ[str] | dict[str, str] | None" = None,
 ) -> "tuple[bool, str, list[str]]":
-    """(enabled, the rule that decided, warnings), first matching rule wins."""
+    """(enabled, the rule that decided, warnings); first matching rule wins."""
     env = os.environ if environ is None else environ
     warnings: list[str] = []
     raw = env.get(SWITCH_VARIABLE)
@@ -128,6 +124,7 @@ def decide(
         parsed = parse_switch(raw)
         if parsed is not None:
             return parsed, f"environment variable {SWITCH_VARIABLE}={raw.strip()}", warnings
+        # repr() keeps a value with newlines or odd bytes on one line.
         warnings.append(f"ignoring {SWITCH_VARIABLE}={raw!r}: use 1/true/yes/on or 0/false/no/off")
     setting, problem = read_config()
     if problem:
@@ -137,8 +134,13 @@ def decide(
     return True, "default (on)", warnings
 
 
+def decision() -> "tuple[bool, str] | None":
+    """What ``startup()`` decided in this interpreter (None: it did not run)."""
+    return _decision
+
+
 def _warn(message: str) -> None:
-    """One line on stderr, at most once per process."""
+    # One line on stderr, at most once per process, whatever happens.
     global _warned
     if _warned:
         return
@@ -152,13 +154,10 @@ def _warn(message: str) -> None:
         pass
 
 
-def decision() -> "tuple[bool, str] | None":
-    """What ``startup()`` decided in this interpreter (None: it did not run)."""
-    return _decision
-
-
 def startup() -> None:
     """Entry point of the .pth/.start file.  Idempotent; never raises."""
+    # site processes a venv's .pth twice per start (cpython#75723), embedders
+    # may run site.main() again: the second call returns at once.
     global _started, _decision
     if _started:
         return
@@ -175,18 +174,26 @@ def startup() -> None:
 
 
 def install() -> None:
-    """Put the finder first on ``sys.meta_path`` and patch what is loaded."""
-    if not any(isinstance(f, PostImportFinder) for f in sys.meta_path):
+    """Put the finder first on ``sys.meta_path``; inject now if ssl is loaded."""
+    if not any(_is_ours(f) for f in sys.meta_path):
         sys.meta_path.insert(0, PostImportFinder())
-    # An embedding application (or a sitecustomize) may have imported ssl
-    # already; then inject now.  inject_into_ssl also fixes the HTTP modules
-    # that are loaded.
+    # An embedding application (or code run before site) may have imported
+    # ssl already; inject_into_ssl also fixes the HTTP modules already loaded.
     if "ssl" in sys.modules:
         _after_import("ssl")
 
 
+def _is_ours(finder: object) -> bool:
+    # By type name, not isinstance: a reloaded _hook defines a new class and
+    # must still recognise the old instance; type() never runs user code.
+    cls = type(finder)
+    return cls.__name__ == "PostImportFinder" and cls.__module__ == __name__
+
+
 def _after_import(name: str) -> None:
-    """Patch *name*, which just finished loading.  Never raises."""
+    # Patch *name*, which just finished loading.  Never raises: a backend
+    # that cannot load leaves ssl as it was (the stdlib still verifies), with
+    # one warning line.
     try:
         if name == "ssl":
             from . import _api
@@ -201,14 +208,14 @@ def _after_import(name: str) -> None:
 
 
 class PostImportFinder:
-    """A meta-path finder that only watches: it finds the real spec through
-    the finders after it, leaves spec and loader as they are, and arranges for
-    ``_after_import`` to run when the loader has executed the module.
+    """Meta-path finder that only watches the names in ``WATCHED``."""
 
-    Import errors (missing module, exception in the module body) propagate
-    unchanged, because nothing of ours wraps the search or the execution in
-    a try.
-    """
+    # For a watched name it asks the finders after it for the real spec and
+    # returns that spec unchanged (same loader object, so __loader__ and
+    # __spec__.loader stay truthful), after arranging for _after_import to run
+    # once the loader has executed the module.  Nothing of ours wraps the
+    # search or the execution in a try: import errors propagate unchanged.
+    # Every other name costs one set lookup.
 
     def find_spec(
         self,
@@ -218,8 +225,11 @@ class PostImportFinder:
     ) -> "ModuleSpec | None":
         if fullname not in WATCHED:
             return None
-        for finder in sys.meta_path:
-            if isinstance(finder, PostImportFinder):
+        # Only the finders after this one: those before it have declined.
+        finders = sys.meta_path
+        start = next((i + 1 for i, f in enumerate(finders) if f is self), 0)
+        for finder in finders[start:]:
+            if _is_ours(finder):
                 continue
             find = getattr(finder, "find_spec", None)
             if find is None:
@@ -231,33 +241,33 @@ class PostImportFinder:
         return None
 
     def invalidate_caches(self) -> None:
-        """Nothing cached here (importlib.invalidate_caches calls this)."""
+        """Nothing is cached here."""
 
 
 def _arm(spec: "ModuleSpec") -> None:
-    """Run ``_after_import`` after ``spec.loader.exec_module``.
-
-    The loader object itself stays (so ``module.__loader__`` and
-    ``__spec__.loader`` are truthful); only its ``exec_module`` attribute is
-    wrapped, on that instance.  A loader shared by many modules (zipimport)
-    is fine: the wrapper patches only the watched names it executes.
-    """
+    # Wrap exec_module on the loader *instance* so _after_import runs right
+    # after the module body.  A loader shared by many modules (zipimport) is
+    # wrapped once and patches only watched names.  A loader that is a class
+    # (BuiltinImporter, FrozenImporter) is left alone: patching it would
+    # change every module it loads; such Pythons (frozen ssl) are not served.
     loader = spec.loader
+    if loader is None or isinstance(loader, type):
+        return
     original: Callable[[ModuleType], None] | None = getattr(loader, "exec_module", None)
     if original is None or getattr(original, "_truststore_wrapper", False):
         return
 
     def exec_module(module: "ModuleType") -> None:
-        assert original is not None
         original(module)
-        spec_of_module = getattr(module, "__spec__", None)
-        name = spec_of_module.name if spec_of_module is not None else module.__name__
+        module_spec = getattr(module, "__spec__", None)
+        name = module_spec.name if module_spec is not None else module.__name__
         if name in WATCHED:
             _after_import(name)
 
     exec_module._truststore_wrapper = True  # type: ignore[attr-defined]
-    # A loader that refuses attributes (slots, a C type) simply stays
-    # unpatched: the import itself must not be disturbed.
+    exec_module.__wrapped__ = original  # type: ignore[attr-defined]
+    # A loader that refuses attributes (slots, a C type) stays unpatched:
+    # the import itself must not be disturbed.
     try:
         setattr(loader, "exec_module", exec_module)  # noqa: B010
     except (AttributeError, TypeError):

@@ -1,0 +1,181 @@
+"""``python -m truststore`` / the ``truststore`` script, installed in a venv.
+
+SPEC "Command line": status, enable/disable (round trip in
+test_autoinject_startup.py), ``check URL|HOST[:PORT]`` with exit 0 trusted /
+1 not trusted / 2 could not check, one-line errors, ``--help`` everywhere.
+"""
+
+from __future__ import annotations
+
+import datetime
+import socket
+import subprocess
+import threading
+from collections.abc import Iterator
+
+import pytest
+import trustme
+
+import truststore
+from support import serve_cert
+from venvs import Venv, product_environ, refused_port
+
+pytestmark = pytest.mark.slow
+
+Store = tuple[trustme.CA, dict[str, str]]
+
+
+def cli(venv: Venv, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return venv.run("-m", "truststore", *args, env=product_environ(**env), timeout=60)
+
+
+def one_error_line(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert result.stdout == ""
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("truststore: error: ")
+    return lines[0]
+
+
+def test_status_reports_version_backend_store_and_rule(installed: Venv, store_ca: Store) -> None:
+    _ca, store = store_ca
+    result = cli(installed, "status", **store)
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    first, *rest = result.stdout.splitlines()
+    assert first.startswith(f"truststore-auto {truststore.__version__} (Python ")
+    assert first.endswith(f", {installed.prefix})")
+    lines = dict(line.split(":", 1) for line in rest)
+    assert lines["backend"].strip() == "OpenSSL with the system CA locations"
+    # Where the store was found: the directory and bundle OpenSSL's defaults name.
+    assert store["SSL_CERT_DIR"] in lines["OS store"]
+    assert store["SSL_CERT_FILE"] in lines["OS store"]
+    assert lines["injection"].strip() == "active in this interpreter"
+    assert lines["decided by"].strip() == "default (on) -> on"
+    assert lines["config"].strip() == f"{installed.config} (absent)"
+
+    off = cli(installed, "status", TRUSTSTORE_INJECT=" No ", **store)
+    assert "injection:  inactive in this interpreter" in off.stdout
+    assert "decided by: environment variable TRUSTSTORE_INJECT=No -> off" in off.stdout
+    assert "start-up:" not in off.stdout  # the hook ran, and decided "off"
+
+
+def test_console_script(installed: Venv) -> None:
+    script = installed.bin / "truststore"
+    version = subprocess.run(
+        [str(script), "--version"], env=product_environ(), capture_output=True, text=True
+    )
+    assert version.returncode == 0
+    assert version.stdout.strip() == f"truststore-auto {truststore.__version__}"
+    status = subprocess.run(
+        [str(script), "status"], env=product_environ(), capture_output=True, text=True
+    )
+    assert status.returncode == 0 and "injection:  active" in status.stdout, status.stderr
+
+
+@pytest.mark.parametrize("command", [None, "status", "enable", "disable", "check"])
+def test_help_everywhere(installed: Venv, command: str | None) -> None:
+    args = ["--help"] if command is None else [command, "--help"]
+    result = cli(installed, *args)
+    assert result.returncode == 0 and result.stderr == ""
+    prog = "truststore" if command is None else f"truststore {command}"
+    assert result.stdout.startswith(f"usage: {prog}")
+    if command == "check":
+        assert "URL|HOST[:PORT]" in result.stdout and "Exit status 0" in result.stdout
+
+
+def test_check_trusted_server_prints_chain_and_exits_0(installed: Venv, store_ca: Store) -> None:
+    ca, store = store_ca
+    leaf = ca.issue_cert("127.0.0.1", "localhost")
+    with serve_cert(leaf) as server:
+        results = [
+            cli(installed, "check", server.url, **store),
+            cli(installed, "check", f"localhost:{server.port}", **store),
+            cli(installed, "check", f"https://localhost:{server.port}/some/path?q=1", **store),
+        ]
+    for result, host in zip(results, ["127.0.0.1", "localhost", "localhost"], strict=True):
+        assert result.returncode == 0, (result.stdout, result.stderr)
+        assert result.stderr == ""
+        out = result.stdout.splitlines()
+        assert out[0].startswith(f"{host}:{server.port}: TLSv1.")
+        assert out[-1].startswith(f"{host}:{server.port}: TRUSTED")
+        # The chain up to the root from the OS store: leaf, then the CA.
+        subjects = [line for line in out if line.strip().startswith(("0: subject:", "1: subject:"))]
+        assert len(subjects) == 2, out
+        assert "Testing cert" in subjects[0] and "Testing CA" in subjects[1]
+        assert sum("issuer:" in line for line in out) == 2
+        assert sum("expires:" in line for line in out) == 2
+
+
+@pytest.mark.parametrize(
+    ("case", "reason"),
+    [
+        ("unknown CA", "unable to get local issuer certificate"),
+        ("wrong host", "IP address mismatch"),
+        ("expired", "certificate has expired"),
+    ],
+)
+def test_check_untrusted_server_exits_1_with_the_reason(
+    installed: Venv, store_ca: Store, case: str, reason: str
+) -> None:
+    ca, store = store_ca
+    if case == "unknown CA":
+        leaf = trustme.CA().issue_cert("127.0.0.1")
+    elif case == "wrong host":
+        leaf = ca.issue_cert("elsewhere.example")
+    else:
+        yesterday = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(days=1)
+        leaf = ca.issue_cert("127.0.0.1", not_after=yesterday)
+    with serve_cert(leaf) as server:
+        result = cli(installed, "check", server.url, **store)
+    assert result.returncode == 1, (result.stdout, result.stderr)
+    assert result.stderr == ""
+    first, *rest = result.stdout.splitlines()
+    assert first.startswith(f"127.0.0.1:{server.port}: NOT TRUSTED: ")
+    assert reason in first
+    assert rest[0] == "chain offered by the server:" and "subject:" in rest[1]
+
+
+@pytest.fixture
+def not_tls_server() -> Iterator[int]:
+    """Accepts, answers plain HTTP garbage, hangs up."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    listener.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                continue
+            with conn:
+                conn.sendall(b"HTTP/1.0 400 Bad Request\r\n\r\nnot tls\r\n")
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield listener.getsockname()[1]
+    stop.set()
+    thread.join(timeout=5)
+    listener.close()
+
+
+def test_check_errors_are_one_line_and_exit_2(installed: Venv, not_tls_server: int) -> None:
+    with refused_port() as port:
+        refused = one_error_line(cli(installed, "check", f"127.0.0.1:{port}"))
+    assert f"cannot connect to 127.0.0.1:{port}" in refused and "refused" in refused
+    assert "cannot connect" in one_error_line(
+        cli(installed, "check", f"127.0.0.1:{not_tls_server}")
+    )
+    assert "only https://" in one_error_line(cli(installed, "check", "http://127.0.0.1:1/"))
+    assert "bad port" in one_error_line(cli(installed, "check", "127.0.0.1:99999"))
+    assert "bad port" in one_error_line(cli(installed, "check", "https://127.0.0.1:x/"))
+    assert "no host" in one_error_line(cli(installed, "check", ""))
+    assert "invalid choice" in one_error_line(cli(installed, "bogus"))
+    assert "required" in one_error_line(cli(installed))
+    assert "cannot load" in one_error_line(
+        cli(installed, "check", "--ca-file", "/nonexistent.pem", "127.0.0.1:1")
+    )

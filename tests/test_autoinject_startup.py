@@ -1,0 +1,444 @@
+"""Start-up behaviour of the installed product (SPEC "Switching it on and off",
+"Start-up rules"): laziness, the switch and the config, idempotence, -S/-I,
+the PEP 829 ``.start`` file, packaging (wheel, uninstall, ``pip install -e``).
+
+Every test runs real interpreters of a venv that has the wheel installed.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import stat
+import subprocess
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from venvs import Venv, copy_tree_for_build, make_venv, product_environ
+
+pytestmark = pytest.mark.slow
+
+# Prints: ssl.SSLContext's module, then the hook's decision.
+STATE = (
+    "import ssl, sys\n"
+    "h = sys.modules.get('truststore._hook')\n"
+    "print(ssl.SSLContext.__module__)\n"
+    "print(h.decision() if h else None)\n"
+)
+INJECTED = "truststore._api"
+NOT_INJECTED = "ssl"
+
+
+def state(result: subprocess.CompletedProcess[str]) -> tuple[str, str]:
+    assert result.returncode == 0, result.stderr
+    module, decision = result.stdout.splitlines()
+    return module, decision
+
+
+def warning_lines(result: subprocess.CompletedProcess[str]) -> list[str]:
+    assert "Traceback" not in result.stderr, result.stderr
+    return [line for line in result.stderr.splitlines() if line]
+
+
+# -- laziness -------------------------------------------------------------------
+
+
+def test_python_c_pass_imports_only_the_tiny_hook(installed: Venv) -> None:
+    code = (
+        "import sys\n"
+        "print(' '.join(sorted(sys.modules)))\n"
+        "print(' '.join(type(f).__name__ for f in sys.meta_path))\n"
+    )
+    result = installed.run(code=code)
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    modules_line, finders_line = result.stdout.splitlines()
+    modules = set(modules_line.split())
+    # The hook ran (so this is not vacuous) and installed its finder...
+    assert "truststore._hook" in modules
+    assert finders_line.split()[0] == "PostImportFinder"
+    # ...without loading TLS, the library, a backend or an HTTP stack.
+    heavy = {
+        "ssl",
+        "_ssl",
+        "truststore._api",
+        "truststore._openssl",
+        "truststore._common",
+        "urllib3",
+        "requests",
+        "http.client",
+        "pip",
+        "importlib.util",
+        "ctypes",
+    }
+    assert modules & heavy == set()
+    ours = {m for m in modules if m.split(".")[0] == "truststore"}
+    assert ours == {"truststore", "truststore._hook"}
+
+
+def test_importtime_shows_only_truststore_and_the_hook(installed: Venv) -> None:
+    result = installed.run("-X", "importtime", code="pass")
+    assert result.returncode == 0
+    imported = [
+        line.rsplit("|", 1)[1].strip()
+        for line in result.stderr.splitlines()
+        if line.startswith("import time:") and "|" in line
+    ]
+    assert "site" in imported  # the parse found the table
+    ours = [name for name in imported if "truststore" in name]
+    assert ours == ["truststore", "truststore._hook"]
+    assert "ssl" not in imported and "_ssl" not in imported
+
+
+def test_injection_happens_when_the_program_imports_ssl(installed: Venv) -> None:
+    code = (
+        "import sys\n"
+        "before = 'truststore._api' in sys.modules\n"
+        "import ssl, truststore\n"
+        "print(before, ssl.SSLContext is truststore.SSLContext)\n"
+    )
+    result = installed.run(code=code)
+    assert result.stdout.split() == ["False", "True"], result.stderr
+
+
+# -- the switch variable -----------------------------------------------------------
+
+ON_VALUES = ["1", "true", "yes", "on", "TRUE", "Yes", " On ", "\ttrue\n"]
+OFF_VALUES = ["0", "false", "no", "off", "FALSE", "No", " OFF ", "\toff\n"]
+
+
+@pytest.mark.parametrize("value", ON_VALUES + OFF_VALUES, ids=repr)
+def test_switch_values(installed: Venv, value: str) -> None:
+    # A config saying the opposite proves the variable outranks it.
+    enabled = value in ON_VALUES
+    installed.config.write_text(f"inject = {'off' if enabled else 'on'}\n")
+    result = installed.run(code=STATE, env=product_environ(TRUSTSTORE_INJECT=value))
+    assert warning_lines(result) == []
+    module, decision = state(result)
+    assert module == (INJECTED if enabled else NOT_INJECTED)
+    assert decision == repr((enabled, f"environment variable TRUSTSTORE_INJECT={value.strip()}"))
+
+
+@pytest.mark.parametrize("value", ["maybe", "", "2", "enable", "o n"], ids=repr)
+def test_bad_switch_value_warns_once_and_is_ignored(installed: Venv, value: str) -> None:
+    result = installed.run(code=STATE, env=product_environ(TRUSTSTORE_INJECT=value))
+    lines = warning_lines(result)
+    assert len(lines) == 1 and lines[0].startswith("truststore-auto: "), lines
+    assert f"TRUSTSTORE_INJECT={value!r}" in lines[0]
+    assert state(result) == (INJECTED, repr((True, "default (on)")))
+
+    # Ignored means the next rule decides: here, the config file.
+    installed.config.write_text("inject = off\n")
+    result = installed.run(code=STATE, env=product_environ(TRUSTSTORE_INJECT=value))
+    assert len(warning_lines(result)) == 1
+    assert state(result) == (NOT_INJECTED, repr((False, f"config file {installed.config}")))
+
+
+def test_variable_reaches_subprocesses(installed: Venv) -> None:
+    code = (
+        "import subprocess, sys\n"
+        "child = subprocess.run([sys.executable, '-c', 'import ssl; print(ssl.SSLContext.__module__)'],"
+        " capture_output=True, text=True)\n"
+        "print(child.stdout.strip())\n"
+    )
+    result = installed.run(code=code, env=product_environ(TRUSTSTORE_INJECT="off"))
+    assert result.stdout.split() == [NOT_INJECTED], result.stderr
+
+
+# -- the config file -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("config", "variable", "enabled", "rule"),
+    [
+        (None, None, True, "default (on)"),
+        ("off", None, False, "config"),
+        ("on", None, True, "config"),
+        ("off", "1", True, "variable"),
+        ("on", "0", False, "variable"),
+    ],
+)
+def test_precedence_variable_then_config_then_default(
+    installed: Venv, config: str | None, variable: str | None, enabled: bool, rule: str
+) -> None:
+    if config is not None:
+        installed.config.write_text(f"# written by hand\n\ninject = {config}\n")
+    env = product_environ() if variable is None else product_environ(TRUSTSTORE_INJECT=variable)
+    result = installed.run(code=STATE, env=env)
+    assert warning_lines(result) == []
+    expected_rule = {
+        "default (on)": "default (on)",
+        "config": f"config file {installed.config}",
+        "variable": f"environment variable TRUSTSTORE_INJECT={variable}",
+    }[rule]
+    assert state(result) == (INJECTED if enabled else NOT_INJECTED, repr((enabled, expected_rule)))
+    status = _cli(
+        installed, "status", **({} if variable is None else {"TRUSTSTORE_INJECT": variable})
+    )
+    assert f"decided by: {expected_rule} -> {'on' if enabled else 'off'}" in status.stdout
+    assert "start-up:" not in status.stdout
+
+
+def _cli(venv: Venv, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return venv.run("-m", "truststore", *args, env=product_environ(**env))
+
+
+def test_enable_disable_round_trip(installed: Venv) -> None:
+    config = installed.config
+    assert not config.exists()
+
+    disabled = _cli(installed, "disable")
+    assert disabled.returncode == 0 and disabled.stderr == ""
+    assert disabled.stdout == f"injection off for this environment: wrote {config} (was: default)\n"
+    # Human-readable, in sys.prefix, world-readable like the rest of the venv.
+    assert config.parent == installed.prefix
+    assert "inject = off" in config.read_text().splitlines()
+    assert stat.S_IMODE(config.stat().st_mode) == 0o644
+    first_inode = config.stat().st_ino
+    assert state(installed.run(code=STATE)) == (
+        NOT_INJECTED,
+        repr((False, f"config file {config}")),
+    )
+    status = _cli(installed, "status").stdout
+    assert "injection:  inactive in this interpreter" in status
+    assert f"decided by: config file {config} -> off" in status
+
+    enabled = _cli(installed, "enable")
+    assert enabled.stdout == f"injection on for this environment: wrote {config} (was: off)\n"
+    # Written to a temporary file and renamed over the old one: a reader sees
+    # the old or the new file, never half of one.  Nothing is left behind.
+    assert config.stat().st_ino != first_inode
+    leftovers = [p.name for p in installed.prefix.iterdir() if p.name.startswith(".truststore")]
+    assert leftovers == []
+    assert state(installed.run(code=STATE))[0] == INJECTED
+
+    again = _cli(installed, "enable")
+    assert again.stdout == f"injection already on in {config} (unchanged)\n"
+
+    overridden = _cli(installed, "disable", TRUSTSTORE_INJECT="1")
+    assert overridden.returncode == 0
+    assert "TRUSTSTORE_INJECT=1 is set in this shell and takes precedence" in overridden.stdout
+    assert state(installed.run(code=STATE))[0] == NOT_INJECTED
+
+
+def test_enable_that_cannot_write_is_one_line_and_changes_nothing(installed: Venv) -> None:
+    installed.config.mkdir()  # os.replace cannot put a file over a directory
+    result = _cli(installed, "enable")
+    assert result.returncode == 2
+    assert result.stdout == ""
+    # The interpreter's own start-up warns about the unusable config (its one
+    # line), then the command fails with one line of its own.
+    assert result.stderr.splitlines() == [
+        f"truststore-auto: ignoring {installed.config}: Is a directory",
+        f"truststore: error: cannot write {installed.config}: Is a directory",
+    ]
+    assert installed.config.is_dir() and list(installed.config.iterdir()) == []
+    assert [p for p in installed.prefix.iterdir() if p.name.startswith(".truststore")] == []
+
+
+def test_corrupt_config_warns_once_and_the_default_applies(installed: Venv) -> None:
+    installed.config.write_bytes(b"\x00\xff garbage [section]\ninject: maybe\n")
+    result = installed.run(code="import sys, ssl; print(ssl.SSLContext.__module__); sys.exit(5)")
+    assert result.returncode == 5
+    lines = warning_lines(result)
+    assert len(lines) == 1 and lines[0].startswith(f"truststore-auto: ignoring {installed.config}")
+    assert result.stdout.strip() == INJECTED
+
+
+def test_config_with_a_bom_and_crlf_still_reads(installed: Venv) -> None:
+    """A file saved by a Windows editor: BOM and CRLF line ends."""
+    installed.config.write_bytes(b"\xef\xbb\xbf# corp image\r\ninject = OFF\r\n")
+    result = installed.run(code=STATE)
+    assert warning_lines(result) == []
+    assert state(result)[0] == NOT_INJECTED
+
+
+# -- idempotence, exit status, -S / -I ---------------------------------------------
+
+
+def test_site_processes_the_pth_twice_and_it_patches_and_warns_once(installed: Venv) -> None:
+    probe = installed.site_packages / "truststore_test_probe.pth"
+    probe.write_text(
+        "import sys; sys.__dict__['_probe_runs'] = sys.__dict__.get('_probe_runs', 0) + 1\n"
+    )
+    try:
+        code = (
+            "import sys, ssl, truststore._api as api\n"
+            "finders = [f for f in sys.meta_path if type(f).__name__ == 'PostImportFinder']\n"
+            "wrapper = ssl.__spec__.loader.exec_module\n"
+            "print(sys._probe_runs, len(finders), ssl.SSLContext is api.SSLContext,\n"
+            "      getattr(wrapper.__wrapped__, '_truststore_wrapper', False))\n"
+        )
+        result = installed.run(code=code, env=product_environ(TRUSTSTORE_INJECT="bogus"))
+    finally:
+        probe.unlink()
+    # This venv's site really runs every .pth twice (cpython#75723)...
+    assert result.stdout.split()[0] == "2", (result.stdout, result.stderr)
+    # ...and there is one finder, one injection, one wrapper, one warning.
+    assert result.stdout.split()[1:] == ["1", "True", "False"]
+    assert len(warning_lines(result)) == 1
+
+
+@pytest.mark.parametrize("extra", [{}, {"TRUSTSTORE_INJECT": "nonsense"}], ids=["clean", "warning"])
+def test_exit_status_and_user_errors_are_untouched(installed: Venv, extra: dict[str, str]) -> None:
+    env = product_environ(**extra)
+    result = installed.run(code="import ssl, sys; sys.exit(3)", env=env)
+    assert result.returncode == 3
+    assert len(warning_lines(result)) == (1 if extra else 0)
+    crash = installed.run(code="import ssl\nraise RuntimeError('the user program failed')", env=env)
+    assert crash.returncode == 1
+    assert crash.stderr.rstrip().endswith("RuntimeError: the user program failed")
+    assert "truststore" not in crash.stderr.replace("truststore-auto: ", "").split("Traceback")[1]
+
+
+def test_dash_S_means_no_injection_and_dash_I_keeps_it(installed: Venv) -> None:
+    no_site = installed.run(
+        "-S", code="import ssl, sys; print(ssl.SSLContext.__module__, 'truststore' in sys.modules)"
+    )
+    assert no_site.stdout.split() == [NOT_INJECTED, "False"], no_site.stderr
+    # -I: site still processes site-packages, and TRUSTSTORE_INJECT is not a
+    # PYTHON* variable, so it still applies (README "Limits").
+    assert state(installed.run("-I", code=STATE))[0] == INJECTED
+    off = installed.run("-I", code=STATE, env=product_environ(TRUSTSTORE_INJECT="0"))
+    assert state(off)[0] == NOT_INJECTED
+
+
+def test_start_file_names_a_working_entry_point(installed: Venv) -> None:
+    """Python 3.15+ (PEP 829) calls the ``.start`` entry point instead of the
+    .pth import line.  Simulated here: no site, then what PEP 829's site does
+    (pkgutil.resolve_name on the file's line, call it)."""
+    start = installed.site_packages / "truststore_autoinject.start"
+    lines = [ln for ln in start.read_text().splitlines() if ln.strip()]
+    assert lines == ["truststore._hook:startup"]
+    code = (
+        "import sys, pkgutil\n"
+        f"sys.path.append({str(installed.site_packages)!r})\n"
+        f"entry = pkgutil.resolve_name({lines[0]!r})\n"
+        "entry(); entry()\n"
+        "import ssl\n"
+        "print(ssl.SSLContext.__module__, sys.modules['truststore._hook'].decision()[1])\n"
+    )
+    result = installed.run("-S", code=code)
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    assert result.stdout.split(" ", 1) == [INJECTED, "default (on)\n"]
+    # Called twice (a .start and a .pth both present on 3.15-3.17 when a
+    # site does not pair them up): one decision, one warning.
+    noisy = installed.run("-S", code=code, env=product_environ(TRUSTSTORE_INJECT="perhaps"))
+    assert noisy.stdout.split(" ", 1) == [INJECTED, "default (on)\n"]
+    assert len(warning_lines(noisy)) == 1
+
+
+# -- packaging -------------------------------------------------------------------------
+
+
+def test_wheel_puts_the_pth_and_start_at_the_root_of_site_packages(wheel: Path) -> None:
+    with zipfile.ZipFile(wheel) as zf:
+        names = zf.namelist()
+        pth = zf.read("truststore_autoinject.pth").decode()
+        start = zf.read("truststore_autoinject.start").decode()
+        (record_name,) = [n for n in names if n.endswith(".dist-info/RECORD")]
+        record = zf.read(record_name).decode()
+        entry_points = zf.read(record_name.replace("RECORD", "entry_points.txt")).decode()
+    assert "truststore/_hook.py" in names
+    # One line; site executes a .pth line only if it starts with "import".
+    assert pth.count("\n") == 1 and pth.startswith("import ")
+    assert "truststore._hook" in pth
+    assert start.strip() == "truststore._hook:startup"
+    # Listed in RECORD, so pip uninstall removes them.
+    for name in ("truststore_autoinject.pth", "truststore_autoinject.start"):
+        assert re.search(rf"^{re.escape(name)},sha256=", record, re.MULTILINE), record
+    assert "truststore = truststore.__main__:main" in entry_points
+
+
+def _leftovers(venv: Venv) -> list[str]:
+    found = [p.name for p in venv.site_packages.iterdir() if "truststore" in p.name.lower()]
+    found += [p.name for p in venv.bin.iterdir() if p.name.startswith("truststore")]
+    return sorted(found)
+
+
+def test_pip_uninstall_leaves_nothing_behind(fresh_venv: Callable[[], Venv]) -> None:
+    venv = fresh_venv()
+    installed = _leftovers(venv)
+    assert len(installed) == 5, installed
+    assert installed.count("truststore") == 2  # the package and bin/truststore
+    assert re.fullmatch(r"truststore_auto-[^-]+\.dist-info", installed[2]), installed
+    assert installed[3:] == ["truststore_autoinject.pth", "truststore_autoinject.start"]
+    result = subprocess.run(
+        [str(venv.python), "-m", "pip", "uninstall", "-y", "-q", "truststore-auto"],
+        env=product_environ(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert _leftovers(venv) == []
+    after = venv.run(code="import ssl, sys; print(ssl.SSLContext.__module__); sys.exit(4)")
+    assert (after.returncode, after.stdout.strip(), after.stderr) == (4, NOT_INJECTED, "")
+
+
+def test_package_deleted_under_a_remaining_pth(fresh_venv: Callable[[], Venv]) -> None:
+    venv = fresh_venv()
+    package = venv.site_packages / "truststore"
+    probe = "import ssl, sys; print(ssl.SSLContext.__module__); sys.exit(3)"
+
+    # Half gone: the hook loads, the library does not.  One warning when the
+    # program imports ssl; ssl stays the standard library's (which verifies).
+    for leftover in [package / "_api.py", *package.glob("__pycache__/_api.*")]:
+        leftover.unlink()
+    half = venv.run(code=probe)
+    assert half.returncode == 3 and half.stdout.strip() == NOT_INJECTED
+    lines = warning_lines(half)
+    assert len(lines) == 1 and lines[0].startswith("truststore-auto: could not patch ssl")
+
+    # All gone: not a word.
+    shutil.rmtree(package)
+    gone = venv.run(code=probe)
+    assert (gone.returncode, gone.stdout.strip(), gone.stderr) == (3, NOT_INJECTED, "")
+
+
+def test_editable_install_of_the_working_tree_behaves_the_same(tmp_path: Path) -> None:
+    source = copy_tree_for_build(tmp_path / "tree")
+    venv = make_venv(tmp_path / "venv")
+    venv.pip_install("-e", str(source))
+    assert (venv.site_packages / "truststore_autoinject.pth").is_file()
+    code = (
+        STATE + "import truststore\n"
+        "print(truststore.__file__)\n"
+        "print(' '.join(sorted(m for m in sys.modules if m.startswith('truststore'))))\n"
+    )
+    result = venv.run(code=code)
+    assert result.returncode == 0, result.stderr
+    module, decision, location, loaded = result.stdout.splitlines()
+    assert module == INJECTED and decision == repr((True, "default (on)"))
+    assert Path(location).is_relative_to(source / "src")
+    assert "truststore._hook" in loaded.split()
+    lazy = venv.run(
+        code="import sys; print('ssl' in sys.modules, 'truststore._hook' in sys.modules)"
+    )
+    assert lazy.stdout.split() == ["False", "True"]
+    off = venv.run(code=STATE, env=product_environ(TRUSTSTORE_INJECT="0"))
+    assert state(off)[0] == NOT_INJECTED
+
+    uninstall = subprocess.run(
+        [str(venv.python), "-m", "pip", "uninstall", "-y", "-q", "truststore-auto"],
+        env=product_environ(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert uninstall.returncode == 0, uninstall.stderr
+    assert _leftovers(venv) == []
+
+
+def test_not_installed_into_the_test_interpreter() -> None:
+    """The suite imports src/ directly; the product must not be installed
+    here, or these tests would measure this interpreter, not the venvs."""
+    import site
+
+    import truststore
+
+    for directory in [*site.getsitepackages(), site.getusersitepackages()]:
+        assert not (Path(directory) / "truststore_autoinject.pth").exists(), directory
+    assert Path(truststore.__file__).resolve().is_relative_to(Path(__file__).resolve().parents[1])
