@@ -49,28 +49,26 @@ def _extra(name: str) -> list[str]:
     return deps
 
 
+_built_wheel: list[str] = []
+
+
 def _wheel(session: nox.Session) -> str:
-    """Build the wheel once per nox run (or reuse the one CI built)."""
+    """Build the wheel once per nox run (or use the one named by the caller).
+
+    Each run builds afresh into its own directory, so a code change is never
+    tested through a stale wheel, and concurrent runs do not share one.
+    """
     given = os.environ.get("TRUSTSTORE_TEST_WHEEL")
     if given:
         return given
-    found = glob.glob(os.path.join(WHEEL_DIR, "truststore_auto-*.whl"))
-    if not found:
-        shutil.rmtree(WHEEL_DIR, ignore_errors=True)
+    if not _built_wheel:
+        target = os.path.join(WHEEL_DIR, str(os.getpid()))
+        shutil.rmtree(target, ignore_errors=True)
         session.run(
-            "python",
-            "-m",
-            "pip",
-            "wheel",
-            "--no-deps",
-            "-q",
-            "-w",
-            WHEEL_DIR,
-            ROOT,
-            silent=True,
+            "python", "-m", "pip", "wheel", "--no-deps", "-q", "-w", target, ROOT, silent=True
         )
-        found = glob.glob(os.path.join(WHEEL_DIR, "truststore_auto-*.whl"))
-    return found[0]
+        _built_wheel.extend(glob.glob(os.path.join(target, "truststore_auto-*.whl")))
+    return _built_wheel[0]
 
 
 @nox.session(python="3.11")
