@@ -419,11 +419,17 @@ def test_rejected_bio_cannot_send(os_store: trustme.CA) -> None:
 
 
 def test_custom_socket_classes_are_used_and_still_verified(os_store: trustme.CA) -> None:
+    handshakes: list[str] = []
+
     class MySocket(ssl.SSLSocket):
-        pass
+        def do_handshake(self, block: bool = False) -> None:
+            handshakes.append("socket")  # the user's override still runs
+            super().do_handshake(block)
 
     class MyObject(ssl.SSLObject):
-        pass
+        def do_handshake(self) -> None:
+            handshakes.append("object")
+            super().do_handshake()
 
     ctx = truststore.SSLContext()
     ctx.sslsocket_class = MySocket
@@ -436,6 +442,7 @@ def test_custom_socket_classes_are_used_and_still_verified(os_store: trustme.CA)
             fetch(ctx, server, "wrong.test")
         with pytest.raises(ssl.SSLCertVerificationError):
             bio_fetch(ctx, server, "wrong.test")
+    assert "socket" in handshakes and "object" in handshakes
 
 
 def test_subclass_of_truststore_context(os_store: trustme.CA) -> None:

@@ -37,6 +37,8 @@ else:
     from . import _openssl as _backend
 
 if typing.TYPE_CHECKING:
+    from collections.abc import Callable
+
     from typing_extensions import Buffer
 
 __all__ = ["SSLContext", "extract_from_ssl", "inject_into_ssl"]
@@ -195,6 +197,33 @@ def _enrich_native_error(
     )
 
 
+def _run_handshake(owner: Any, handshake: Callable[[], None]) -> None:
+    """*handshake*, then our verification; OpenSSL's own verification error
+    is re-raised in our shape (same code, the host named)."""
+    try:
+        handshake()
+    except ssl.SSLCertVerificationError as exc:
+        if "_truststore_pending" not in owner.__dict__:
+            raise
+        raise _enrich_native_error(owner, exc) from None
+    _finish_handshake(owner)
+
+
+def _remembering_session_property(std: Any) -> property:
+    """ssl.py's ``session`` property, recording what a verified connection
+    hands out: a resumed handshake is accepted only for such sessions."""
+
+    def fget(self: Any) -> ssl.SSLSession | None:
+        session: ssl.SSLSession | None = std.fget(self)
+        _remember_session(self, session)
+        return session
+
+    def fset(self: Any, value: ssl.SSLSession | None) -> None:
+        std.fset(self, value)
+
+    return property(fget, fset, doc=std.__doc__)
+
+
 class _VerifyingSSLSocket(ssl.SSLSocket):
     """``ssl.SSLSocket`` that verifies through the backend after its handshake.
 
@@ -206,15 +235,10 @@ class _VerifyingSSLSocket(ssl.SSLSocket):
 
     def do_handshake(self, block: bool = False) -> None:
         try:
-            super().do_handshake(block)
-        except ssl.SSLCertVerificationError as exc:
-            if "_truststore_pending" not in self.__dict__:
-                raise
-            raise _enrich_native_error(self, exc) from None
-        try:
-            _finish_handshake(self)
+            _run_handshake(self, lambda: super(_VerifyingSSLSocket, self).do_handshake(block))
         except ssl.SSLCertVerificationError:
-            self.close()
+            if isinstance(getattr(self, "_sslobj", None), _Failed):
+                self.close()  # our verification refused the peer
             raise
 
     def _handshake_before_data(self) -> None:
@@ -233,28 +257,14 @@ class _VerifyingSSLSocket(ssl.SSLSocket):
         self._handshake_before_data()
         return super().send(data, flags)
 
-    @property
-    def session(self) -> ssl.SSLSession | None:
-        session: ssl.SSLSession | None = _STD_SSLSOCKET_SESSION.fget(self)
-        _remember_session(self, session)
-        return session
-
-    @session.setter
-    def session(self, value: ssl.SSLSession | None) -> None:
-        _STD_SSLSOCKET_SESSION.fset(self, value)
+    session = _remembering_session_property(_STD_SSLSOCKET_SESSION)
 
 
 class _VerifyingSSLObject(ssl.SSLObject):
     """``ssl.SSLObject`` (the asyncio / memory-BIO path), same treatment."""
 
     def do_handshake(self) -> None:
-        try:
-            super().do_handshake()
-        except ssl.SSLCertVerificationError as exc:
-            if "_truststore_pending" not in self.__dict__:
-                raise
-            raise _enrich_native_error(self, exc) from None
-        _finish_handshake(self)
+        _run_handshake(self, lambda: super(_VerifyingSSLObject, self).do_handshake())
 
     def read(self, len: int = 1024, buffer: Any = None) -> Any:
         if "_truststore_pending" in self.__dict__:
@@ -266,15 +276,7 @@ class _VerifyingSSLObject(ssl.SSLObject):
             self.do_handshake()
         return super().write(data)
 
-    @property
-    def session(self) -> ssl.SSLSession | None:
-        session: ssl.SSLSession | None = _STD_SSLOBJECT_SESSION.fget(self)
-        _remember_session(self, session)
-        return session
-
-    @session.setter
-    def session(self, value: ssl.SSLSession | None) -> None:
-        _STD_SSLOBJECT_SESSION.fset(self, value)
+    session = _remembering_session_property(_STD_SSLOBJECT_SESSION)
 
 
 _combined_classes: dict[tuple[type, type], type] = {}
