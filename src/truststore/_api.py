@@ -55,6 +55,7 @@ _CSSLContext = _ssl._SSLContext
 # attributes, but we call their __get__/__set__ to bypass Python overrides.
 _C_CHECK_HOSTNAME: Any = vars(_CSSLContext)["check_hostname"]
 _C_VERIFY_MODE: Any = vars(_CSSLContext)["verify_mode"]
+_C_VERIFY_FLAGS: Any = vars(_CSSLContext)["verify_flags"]
 _STD_SSLSOCKET_SESSION: Any = vars(ssl.SSLSocket)["session"]
 _STD_SSLOBJECT_SESSION: Any = vars(ssl.SSLObject)["session"]
 
@@ -126,11 +127,12 @@ class _Pending:
     object is created (as OpenSSL fixes its own settings then)."""
 
     __slots__ = (
+        "_host",
         "check_hostname",
         "context",
-        "host",
         "native",
         "offered_session",
+        "server_hostname",
         "verify_flags",
         "verify_mode",
     )
@@ -138,7 +140,7 @@ class _Pending:
     def __init__(
         self,
         context: SSLContext,
-        host: str | None,
+        server_hostname: str | None,
         check_hostname: bool,
         verify_mode: int,
         verify_flags: int,
@@ -146,12 +148,21 @@ class _Pending:
         native: bool,
     ) -> None:
         self.context = context
-        self.host = host
+        self.server_hostname = server_hostname
         self.check_hostname = check_hostname
         self.verify_mode = verify_mode
         self.verify_flags = verify_flags
         self.offered_session = offered_session
         self.native = native
+        self._host: str | bool | None = False  # not normalised yet
+
+    @property
+    def host(self) -> str | None:
+        """The normalised host name, worked out on first use: on the OpenSSL
+        path most connections never need it."""
+        if self._host is False:
+            self._host = _common.normalize_host(self.server_hostname)
+        return self._host  # type: ignore[return-value]
 
 
 def _finish_handshake(owner: Any) -> None:
@@ -471,12 +482,19 @@ class SSLContext(_SuperTarget):
                 "truststore.SSLContext needs ssl.SSLSocket/ssl.SSLObject (or "
                 f"subclasses) to verify the peer; got {type(owner).__name__}"
             )
+        if intercept:
+            check_hostname, verify_mode = self._user_check_hostname, self._user_verify_mode
+        else:
+            # The C values directly: the Python properties build enums, and
+            # this runs for every connection.
+            check_hostname = _C_CHECK_HOSTNAME.__get__(self)
+            verify_mode = _C_VERIFY_MODE.__get__(self)
         owner.__dict__["_truststore_pending"] = _Pending(
             self,
-            _common.normalize_host(server_hostname),
-            self.check_hostname,
-            self.verify_mode,
-            int(self.verify_flags),
+            server_hostname,
+            check_hostname,
+            verify_mode,
+            _C_VERIFY_FLAGS.__get__(self),
             getattr(session, "id", None),
             native=not intercept,
         )
