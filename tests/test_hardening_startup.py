@@ -28,7 +28,6 @@ from support import scrubbed_environ
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parent.parent
 # pip needs this machine's index settings to build the wheel; the product
 # under test never sees them (see _product_env).
 _BUILD_ENV = dict(os.environ)
@@ -93,20 +92,6 @@ def _product_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def _wheel(tmp: Path) -> Path:
-    given = os.environ.get("TRUSTSTORE_TEST_WHEEL")
-    if given:
-        return Path(given)
-    subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp), str(ROOT)],
-        check=True,
-        capture_output=True,
-        env=_BUILD_ENV,
-    )
-    (found,) = tmp.glob("truststore_auto-*.whl")
-    return found
-
-
 def _virtualenv(path: Path, *, seed: bool) -> None:
     subprocess.run(
         [
@@ -125,10 +110,10 @@ def _virtualenv(path: Path, *, seed: bool) -> None:
 
 
 @pytest.fixture(scope="session")
-def product(tmp_path_factory: pytest.TempPathFactory) -> Venv:
-    """The session's venv: ``pip install`` of the wheel, nothing else."""
+def product(tmp_path_factory: pytest.TempPathFactory, wheel: Path) -> Venv:
+    """The session's venv: ``pip install`` of the wheel (the session's one,
+    from tests/venvs.py), nothing else."""
     base = tmp_path_factory.mktemp("hardening-startup")
-    wheel = _wheel(base / "wheel")
     path = base / "venv"
     _virtualenv(path, seed=True)
     subprocess.run(
