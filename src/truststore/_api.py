@@ -13,7 +13,8 @@ How verification works depends on the backend (chosen once, by platform):
   when its SSL object is created, like OpenSSL snapshots them; nothing shared
   is ever flipped around a handshake.
 
-Platform code stays in the backend modules; this file only routes.
+Platform code stays in the backend modules; per-connection state lives in
+``_connection``, trust material in ``_trust``, injection in ``_inject``.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import threading
 import typing
 from typing import Any
 
-from . import _common
+from . import _common, _connection, _trust
 
 if sys.platform == "win32":
     from . import _windows as _backend
@@ -37,16 +38,12 @@ else:
     from . import _openssl as _backend
 
 if typing.TYPE_CHECKING:
-    from collections.abc import Callable
-
     from typing_extensions import Buffer
 
 __all__ = ["SSLContext", "extract_from_ssl", "inject_into_ssl"]
 
-_T = typing.TypeVar("_T")
-
 # Resumable sessions remembered per context (oldest forgotten first).
-_MAX_REMEMBERED_SESSIONS = 256
+_connection.MAX_REMEMBERED_SESSIONS = 256
 
 # The standard library's class, captured before anyone replaces it.
 _StdSSLContext = ssl.SSLContext
@@ -56,8 +53,6 @@ _CSSLContext = _ssl._SSLContext
 _C_CHECK_HOSTNAME: Any = vars(_CSSLContext)["check_hostname"]
 _C_VERIFY_MODE: Any = vars(_CSSLContext)["verify_mode"]
 _C_VERIFY_FLAGS: Any = vars(_CSSLContext)["verify_flags"]
-_STD_SSLSOCKET_SESSION: Any = vars(ssl.SSLSocket)["session"]
-_STD_SSLOBJECT_SESSION: Any = vars(ssl.SSLObject)["session"]
 
 # Properties whose setters in CPython's ssl.py call
 # ``super(SSLContext, SSLContext).<name>.__set__``: they look up the *global*
@@ -102,209 +97,6 @@ class _SuperTarget(_StdSSLContext):
         if hasattr(_CSSLContext, _name):
             locals()[_name] = _c_level_property(_name)
     del _name
-
-
-def _verifying(owner: Any) -> bool:
-    return isinstance(owner, (_VerifyingSSLSocket, _VerifyingSSLObject))
-
-
-class _Failed:
-    """Stands in for the SSL object of a connection whose peer was rejected.
-
-    Any use (read, write, shutdown, ...) raises the verification error again,
-    so a caller that catches the first error cannot talk to the peer anyway.
-    """
-
-    def __init__(self, error: ssl.SSLCertVerificationError) -> None:
-        self._error = error
-
-    def __getattr__(self, name: str) -> Any:
-        raise self._error
-
-
-class _Pending:
-    """What a client connection must be verified against, fixed when its SSL
-    object is created (as OpenSSL fixes its own settings then)."""
-
-    __slots__ = (
-        "_host",
-        "check_hostname",
-        "context",
-        "native",
-        "offered_session",
-        "server_hostname",
-        "verify_flags",
-        "verify_mode",
-    )
-
-    def __init__(
-        self,
-        context: SSLContext,
-        server_hostname: str | None,
-        check_hostname: bool,
-        verify_mode: int,
-        verify_flags: int,
-        offered_session: bytes | None,
-        native: bool,
-    ) -> None:
-        self.context = context
-        self.server_hostname = server_hostname
-        self.check_hostname = check_hostname
-        self.verify_mode = verify_mode
-        self.verify_flags = verify_flags
-        self.offered_session = offered_session
-        self.native = native
-        self._host: str | bool | None = False  # not normalised yet
-
-    @property
-    def host(self) -> str | None:
-        """The normalised host name, worked out on first use: on the OpenSSL
-        path most connections never need it."""
-        if self._host is False:
-            self._host = _common.normalize_host(self.server_hostname)
-        return self._host  # type: ignore[return-value]
-
-
-def _finish_handshake(owner: Any) -> None:
-    """Verify once, right after the real handshake; remember the outcome."""
-    pending: _Pending | None = owner.__dict__.pop("_truststore_pending", None)
-    if pending is None:
-        return
-    try:
-        pending.context._verify_peer(owner._sslobj, pending)
-    except ssl.SSLCertVerificationError as exc:
-        owner._sslobj = _Failed(exc)
-        raise
-    if pending.verify_mode != ssl.CERT_NONE:
-        # Sessions are recorded when the caller reads ``.session`` (the only
-        # way to resume one); reading it here would copy the session, peer
-        # certificate included, on every handshake.
-        owner.__dict__["_truststore_verified"] = pending
-
-
-def _remember_session(owner: Any, session: Any) -> None:
-    """Record that *session* came from a connection verified for its host."""
-    verified: _Pending | None = owner.__dict__.get("_truststore_verified")
-    if verified is None or session is None:
-        return
-    with contextlib.suppress(Exception):
-        verified.context._remember_session(
-            session.id, verified.host if verified.check_hostname else None
-        )
-
-
-def _enrich_native_error(
-    owner: Any, exc: ssl.SSLCertVerificationError
-) -> ssl.SSLCertVerificationError:
-    """OpenSSL's error in our shape: same code, message naming the host."""
-    pending: _Pending | None = owner.__dict__.get("_truststore_pending")
-    message = getattr(exc, "verify_message", None) or str(exc)
-    if pending is not None and pending.context._os_store_empty:
-        message += f" (no trusted CA certificates could be loaded: {store_description()})"
-    return _common.verification_error(
-        getattr(exc, "verify_code", None) or _common.X509_V_ERR_UNSPECIFIED,
-        message,
-        owner.server_hostname,
-    )
-
-
-def _run_handshake(owner: Any, handshake: Callable[[], None]) -> None:
-    """*handshake*, then our verification; OpenSSL's own verification error
-    is re-raised in our shape (same code, the host named)."""
-    try:
-        handshake()
-    except ssl.SSLCertVerificationError as exc:
-        if "_truststore_pending" not in owner.__dict__:
-            raise
-        raise _enrich_native_error(owner, exc) from None
-    _finish_handshake(owner)
-
-
-def _remembering_session_property(std: Any) -> property:
-    """ssl.py's ``session`` property, recording what a verified connection
-    hands out: a resumed handshake is accepted only for such sessions."""
-
-    def fget(self: Any) -> ssl.SSLSession | None:
-        session: ssl.SSLSession | None = std.fget(self)
-        _remember_session(self, session)
-        return session
-
-    def fset(self: Any, value: ssl.SSLSession | None) -> None:
-        std.fset(self, value)
-
-    return property(fget, fset, doc=std.__doc__)
-
-
-class _VerifyingSSLSocket(ssl.SSLSocket):
-    """``ssl.SSLSocket`` that verifies through the backend after its handshake.
-
-    With ``do_handshake_on_connect=False`` a caller may read or write without
-    calling ``do_handshake()``; OpenSSL then runs the handshake by itself
-    inside ``SSL_read``/``SSL_write``, where we would never see its end.  So
-    the data methods finish (and verify) a pending handshake first.
-    """
-
-    def do_handshake(self, block: bool = False) -> None:
-        try:
-            _run_handshake(self, lambda: super(_VerifyingSSLSocket, self).do_handshake(block))
-        except ssl.SSLCertVerificationError:
-            if isinstance(getattr(self, "_sslobj", None), _Failed):
-                self.close()  # our verification refused the peer
-            raise
-
-    def _handshake_before_data(self) -> None:
-        if "_truststore_pending" in self.__dict__ and getattr(self, "_sslobj", None) is not None:
-            self.do_handshake()
-
-    def read(self, len: int = 1024, buffer: Any = None) -> Any:
-        self._handshake_before_data()
-        return super().read(len, buffer)
-
-    def write(self, data: Buffer) -> int:
-        self._handshake_before_data()
-        return super().write(data)
-
-    def send(self, data: Buffer, flags: int = 0) -> int:
-        self._handshake_before_data()
-        return super().send(data, flags)
-
-    session = _remembering_session_property(_STD_SSLSOCKET_SESSION)
-
-
-class _VerifyingSSLObject(ssl.SSLObject):
-    """``ssl.SSLObject`` (the asyncio / memory-BIO path), same treatment."""
-
-    def do_handshake(self) -> None:
-        _run_handshake(self, lambda: super(_VerifyingSSLObject, self).do_handshake())
-
-    def read(self, len: int = 1024, buffer: Any = None) -> Any:
-        if "_truststore_pending" in self.__dict__:
-            self.do_handshake()  # see _VerifyingSSLSocket
-        return super().read(len, buffer)
-
-    def write(self, data: Buffer) -> int:
-        if "_truststore_pending" in self.__dict__:
-            self.do_handshake()
-        return super().write(data)
-
-    session = _remembering_session_property(_STD_SSLOBJECT_SESSION)
-
-
-_combined_classes: dict[tuple[type, type], type] = {}
-_combined_lock = threading.Lock()
-
-
-def _with_verification(cls: type[_T], mixin: type) -> type[_T]:
-    """*cls* (a user's SSLSocket/SSLObject subclass) plus our handshake hook."""
-    if issubclass(cls, mixin):
-        return cls
-    key = (cls, mixin)
-    with _combined_lock:
-        combined = _combined_classes.get(key)
-        if combined is None:
-            combined = type(f"Truststore{cls.__name__}", (mixin, cls), {})
-            _combined_classes[key] = combined
-    return combined
 
 
 class SSLContext(_SuperTarget):
@@ -359,7 +151,7 @@ class SSLContext(_SuperTarget):
             assert self._verifier_class is not None
             self._verifier = self._verifier_class()
         elif self._is_client:
-            self._os_store_empty = not _load_os_trust(self)
+            self._os_store_empty = not _trust.load_os_trust(self, _backend)
 
     # -- the switches the user sees -------------------------------------
     @property
@@ -405,7 +197,9 @@ class SSLContext(_SuperTarget):
     # -- socket classes: ours wrap whatever the user chooses -----------------
     @property
     def sslsocket_class(self) -> type[ssl.SSLSocket]:
-        return _with_verification(self._user_sslsocket_class, _VerifyingSSLSocket)
+        return _connection.with_verification(
+            self._user_sslsocket_class, _connection.VerifyingSSLSocket
+        )
 
     @sslsocket_class.setter
     def sslsocket_class(self, value: type[ssl.SSLSocket]) -> None:
@@ -413,7 +207,9 @@ class SSLContext(_SuperTarget):
 
     @property
     def sslobject_class(self) -> type[ssl.SSLObject]:
-        return _with_verification(self._user_sslobject_class, _VerifyingSSLObject)
+        return _connection.with_verification(
+            self._user_sslobject_class, _connection.VerifyingSSLObject
+        )
 
     @sslobject_class.setter
     def sslobject_class(self, value: type[ssl.SSLObject]) -> None:
@@ -472,7 +268,7 @@ class SSLContext(_SuperTarget):
             # would then match no name at all.  No I/O has happened yet.
             raise ValueError("check_hostname requires server_hostname")
         intercept = self._intercept_active()
-        if not _verifying(owner):
+        if not _connection.is_verifying_owner(owner):
             if not intercept:
                 return  # OpenSSL verifies; only session/host binding is lost
             # Someone drives the C object without ssl.py's classes; we would
@@ -489,7 +285,7 @@ class SSLContext(_SuperTarget):
             # this runs for every connection.
             check_hostname = _C_CHECK_HOSTNAME.__get__(self)
             verify_mode = _C_VERIFY_MODE.__get__(self)
-        owner.__dict__["_truststore_pending"] = _Pending(
+        owner.__dict__["_truststore_pending"] = _connection.Pending(
             self,
             server_hostname,
             check_hostname,
@@ -504,10 +300,10 @@ class SSLContext(_SuperTarget):
             sessions = self._verified_sessions
             sessions.pop(session_id, None)
             sessions[session_id] = host
-            while len(sessions) > _MAX_REMEMBERED_SESSIONS:
+            while len(sessions) > _connection.MAX_REMEMBERED_SESSIONS:
                 del sessions[next(iter(sessions))]
 
-    def _check_resumed_session(self, sslobj: Any, pending: _Pending) -> None:
+    def _check_resumed_session(self, sslobj: Any, pending: _connection.Pending) -> None:
         """A resumed session skips certificate checks (OpenSSL does not even
         re-check the host name).  Accept it only if this context verified the
         connection that produced it, for the same host when names matter."""
@@ -533,7 +329,7 @@ class SSLContext(_SuperTarget):
                 pending.host,
             )
 
-    def _verify_peer(self, sslobj: Any, pending: _Pending) -> None:
+    def _verify_peer(self, sslobj: Any, pending: _connection.Pending) -> None:
         if pending.verify_mode == ssl.CERT_NONE:
             return
         if sslobj.session_reused:
@@ -590,7 +386,7 @@ class SSLContext(_SuperTarget):
         super().load_verify_locations(cafile, capath, cadata)
         if not self._intercept_active():
             return
-        added = _collect_anchor_ders(cafile, capath, cadata)
+        added = _trust.collect_anchor_ders(cafile, capath, cadata)
         if not added:
             return
         with self._truststore_lock:
@@ -616,172 +412,6 @@ class SSLContext(_SuperTarget):
             super().set_default_verify_paths()
 
 
-def _load_os_trust(context: SSLContext) -> bool:
-    """Load the OS store into the native context where the backend has one
-    to load (Linux/BSD); elsewhere the OS API is asked per verification."""
-    loader: Any = getattr(_backend, "load_os_trust", None)
-    return True if loader is None else bool(loader(context))
-
-
-def _read_anchor_file(path: str) -> list[bytes]:
-    with open(path, "rb") as f:
-        data = f.read()
-    return _common.pem_to_der_list(data)
-
-
-def _collect_anchor_ders(cafile: Any, capath: Any, cadata: Any) -> list[bytes]:
-    """DER of the certificates the native context just accepted.
-
-    Only called after OpenSSL loaded the same inputs without error, so the
-    inputs exist and parse.
-    """
-    ders: list[bytes] = []
-    if cafile is not None:
-        ders.extend(_read_anchor_file(os.fsdecode(cafile)))
-    if capath is not None:
-        directory = os.fsdecode(capath)
-        for entry in sorted(os.listdir(directory)):
-            full = os.path.join(directory, entry)
-            if os.path.isfile(full):
-                try:
-                    ders.extend(_read_anchor_file(full))
-                except OSError:
-                    continue
-    if cadata is not None:
-        if isinstance(cadata, str):
-            ders.extend(_common.pem_to_der_list(cadata))
-        else:
-            ders.extend(_common.split_der_sequence(bytes(cadata)))
-    return ders
-
-
-# -- injection -------------------------------------------------------------
-
-_injection_lock = threading.RLock()
-# Contexts that HTTP modules built at import, saved while ours stand in.
-_saved_contexts: dict[tuple[str, str], tuple[Any, Any]] = {}
-
-
-def _patch_module(name: str, injected: bool) -> None:
-    """Point one already-imported HTTP module at the current SSLContext."""
-    module = sys.modules.get(name)
-    if module is None:
-        return
-    target = SSLContext if injected else _StdSSLContext
-    if name.endswith("urllib3.util.ssl_"):
-        if getattr(module, "SSLContext", None) in (SSLContext, _StdSSLContext):
-            setattr(module, "SSLContext", target)  # noqa: B010
-    elif name.endswith("requests.adapters"):
-        # requests 2.32-2.33 builds one context at import.
-        _swap_context(name, module, "_preloaded_ssl_context", injected, _requests_context)
-    elif name == "aiohttp.connector":
-        # aiohttp >= 3.10 builds its default verifying context at import.
-        _swap_context(name, module, "_SSL_CONTEXT_VERIFIED", injected, _aiohttp_context)
-
-
-def _swap_context(name: str, module: Any, attribute: str, injected: bool, build: Any) -> None:
-    """Replace a context *module* built at import by one made the module's
-    own way (so that its settings stay), and put the original back later."""
-    current = getattr(module, attribute, None)
-    if not isinstance(current, _StdSSLContext):
-        return
-    key = (name, attribute)
-    if injected:
-        if key in _saved_contexts:
-            return
-        replacement = build(module, True)
-        if not isinstance(replacement, SSLContext):
-            return
-        _saved_contexts[key] = (current, replacement)
-        setattr(module, attribute, replacement)
-        return
-    saved = _saved_contexts.pop(key, None)
-    if saved is not None:
-        original, replacement = saved
-        if current is not replacement:
-            return  # someone else has replaced ours since: leave theirs
-        setattr(module, attribute, original)
-        current = original
-    if isinstance(current, SSLContext):
-        # Built while we were injected (the module was imported after
-        # inject_into_ssl()): nothing of the stdlib's to restore, so build
-        # the module's own again, now that ssl is the stdlib's.
-        rebuilt = build(module, False)
-        if rebuilt is not None and not isinstance(rebuilt, SSLContext):
-            setattr(module, attribute, rebuilt)
-
-
-def _requests_context(module: Any, injected: bool) -> Any:
-    """requests' preloaded context, made requests' own way: urllib3's
-    settings (host and certificate checks, SSLKEYLOGFILE, ...) plus
-    requests' CA bundle.  Injected, that bundle is trusted in addition to the
-    OS store, as ``load_verify_locations()`` always is."""
-    make: Any = getattr(module, "create_urllib3_context", None)
-    try:
-        context = make() if make is not None else None
-    except Exception:
-        context = None
-    if injected and not isinstance(context, SSLContext):
-        context = SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    bundle: Any = getattr(module, "DEFAULT_CA_BUNDLE_PATH", None)
-    unzip: Any = getattr(module, "extract_zipped_paths", lambda path: path)
-    if context is None or bundle is None:
-        return context if injected else None
-    try:
-        context.load_verify_locations(unzip(bundle))
-    except Exception:
-        return context if injected else None
-    return context
-
-
-def _aiohttp_context(module: Any, injected: bool) -> Any:
-    make: Any = getattr(module, "_make_ssl_context", None)
-    try:
-        return make(True) if make is not None else None
-    except Exception:
-        return None
-
-
-PATCHED_MODULES = (
-    "urllib3.util.ssl_",
-    "requests.adapters",
-    "pip._vendor.urllib3.util.ssl_",
-    "pip._vendor.requests.adapters",
-    "aiohttp.connector",
-)
-
-
-def _is_injected() -> bool:
-    return ssl.SSLContext is SSLContext
-
-
-def inject_into_ssl() -> None:
-    """Make ``ssl.SSLContext`` (and the HTTP stacks' copies) ours.
-
-    Idempotent.  Contexts created earlier keep working, settings included;
-    modules imported later are fixed by ``patch_imported_module`` (the
-    auto-injection hook calls it as they load).
-    """
-    with _injection_lock:
-        ssl.SSLContext = SSLContext  # type: ignore[misc]
-        for name in PATCHED_MODULES:
-            _patch_module(name, True)
-
-
-def extract_from_ssl() -> None:
-    """Undo ``inject_into_ssl()``: restore the standard library's class."""
-    with _injection_lock:
-        ssl.SSLContext = _StdSSLContext  # type: ignore[misc]
-        for name in PATCHED_MODULES:
-            _patch_module(name, False)
-
-
-def patch_imported_module(name: str) -> None:
-    """Called by the import hook right after *name* finished loading."""
-    with _injection_lock:
-        _patch_module(name, _is_injected())
-
-
 def store_description() -> str:
     """Where this platform's OS trust store is (for ``truststore status``)."""
     describe: Any = _backend.describe_store
@@ -791,3 +421,7 @@ def store_description() -> str:
 def backend_name() -> str:
     """The backend module's name, e.g. ``truststore._openssl``."""
     return _backend.__name__
+
+
+# Re-exported: the injection switch lives in its own module.
+from ._inject import extract_from_ssl, inject_into_ssl  # noqa: E402

@@ -200,9 +200,9 @@ def _after_import(name: str) -> None:
 
             _api.inject_into_ssl()
         else:
-            api = sys.modules.get("truststore._api")
-            if api is not None:
-                api.patch_imported_module(name)
+            inject = sys.modules.get("truststore._inject")
+            if inject is not None:
+                inject.patch_imported_module(name)
     except Exception as exc:
         _warn(f"could not patch {name}: {exc!r}")
 
