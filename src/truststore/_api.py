@@ -54,18 +54,28 @@ _C_CHECK_HOSTNAME: Any = vars(_CSSLContext)["check_hostname"]
 _C_VERIFY_MODE: Any = vars(_CSSLContext)["verify_mode"]
 _C_VERIFY_FLAGS: Any = vars(_CSSLContext)["verify_flags"]
 
-# Properties whose setters in CPython's ssl.py call
-# ``super(SSLContext, SSLContext).<name>.__set__``: they look up the *global*
-# name ``SSLContext`` at call time, so once ``ssl.SSLContext`` is our class
-# that ``super()`` lands on whatever follows our class in its MRO.
-_GLOBAL_SUPER_PROPERTIES = (
-    "minimum_version",
-    "maximum_version",
-    "options",
-    "verify_flags",
-    "verify_mode",
-    "_msg_callback",
-)
+
+def _python_properties_over_c(python_class: type, c_class: type) -> tuple[str, ...]:
+    """Names of the data descriptors *python_class* defines over *c_class*'s."""
+    return tuple(
+        name
+        for name, value in vars(python_class).items()
+        if not name.startswith("__") and hasattr(type(value), "__set__") and hasattr(c_class, name)
+    )
+
+
+# ssl.py's property setters reach the C attribute they wrap through
+# ``super(SSLContext, SSLContext).<name>.__set__`` (zero-argument super()
+# cannot set a data descriptor).  That looks up the *global* name
+# ``SSLContext`` at call time, so once ``ssl.SSLContext`` is our class the
+# ``super()`` lands on whatever follows our class in its MRO.  Such a setter
+# can only target a C attribute, and it recurses only if ssl.py also wraps
+# that attribute in a property of its own: so every ssl.py property over a C
+# attribute is covered, read from the running ssl module (3.10-3.13: the
+# versions, options, verify flags and mode, _msg_callback and protocol),
+# and a new CPython that adds one is covered without a release.
+# tests/test_version_proof.py proves it against the running ssl.py source.
+_GLOBAL_SUPER_PROPERTIES = _python_properties_over_c(_StdSSLContext, _CSSLContext)
 
 
 def _c_level_property(name: str) -> property:
@@ -93,10 +103,7 @@ class _SuperTarget(_StdSSLContext):
     still runs ssl.py's logic (enum wrapping, SSLv3 handling, callbacks).
     """
 
-    for _name in _GLOBAL_SUPER_PROPERTIES:
-        if hasattr(_CSSLContext, _name):
-            locals()[_name] = _c_level_property(_name)
-    del _name
+    locals().update({name: _c_level_property(name) for name in _GLOBAL_SUPER_PROPERTIES})
 
 
 class SSLContext(_SuperTarget):
@@ -114,10 +121,7 @@ class SSLContext(_SuperTarget):
 
     # ssl.py's own properties, re-exposed so that normal access runs their
     # logic (see _SuperTarget for why the MRO needs the C ones behind us).
-    for _name in _GLOBAL_SUPER_PROPERTIES:
-        if _name in vars(_StdSSLContext):
-            locals()[_name] = vars(_StdSSLContext)[_name]
-    del _name
+    locals().update({name: vars(_StdSSLContext)[name] for name in _GLOBAL_SUPER_PROPERTIES})
 
     # The backend's per-context verifier, or None where OpenSSL itself
     # verifies against the OS store (Linux/BSD).  Tests of a backend on

@@ -9,7 +9,8 @@ from __future__ import annotations
 import ssl
 import sys
 import threading
-from typing import Any
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 from . import _api
 
@@ -21,23 +22,26 @@ _saved_contexts: dict[tuple[str, str], tuple[Any, Any]] = {}
 def _patch_module(name: str, injected: bool) -> None:
     """Point one already-imported HTTP module at the current SSLContext."""
     module = sys.modules.get(name)
-    if module is None:
+    patch = PATCH_TABLE.get(name)
+    if module is None or patch is None:
         return
     target = _api.SSLContext if injected else _api._StdSSLContext
-    if name.endswith("urllib3.util.ssl_"):
-        if getattr(module, "SSLContext", None) in (_api.SSLContext, _api._StdSSLContext):
-            setattr(module, "SSLContext", target)  # noqa: B010
-    elif name.endswith("requests.adapters"):
-        # requests 2.32-2.33 builds one context at import.
-        _swap_context(name, module, "_preloaded_ssl_context", injected, _requests_context)
-    elif name == "aiohttp.connector":
-        # aiohttp >= 3.10 builds its default verifying context at import.
-        _swap_context(name, module, "_SSL_CONTEXT_VERIFIED", injected, _aiohttp_context)
+    attribute = patch.class_attribute
+    if attribute is not None and getattr(module, attribute, None) in (
+        _api.SSLContext,
+        _api._StdSSLContext,
+    ):
+        setattr(module, attribute, target)
+    if patch.context_attribute is not None:
+        _swap_context(name, module, patch, injected)
 
 
-def _swap_context(name: str, module: Any, attribute: str, injected: bool, build: Any) -> None:
+def _swap_context(name: str, module: Any, patch: ModulePatch, injected: bool) -> None:
     """Replace a context *module* built at import by one made the module's
     own way (so that its settings stay), and put the original back later."""
+    attribute = patch.context_attribute
+    assert attribute is not None and patch.build is not None
+    build = patch.build
     current = getattr(module, attribute, None)
     if not isinstance(current, _api._StdSSLContext):
         return
@@ -45,7 +49,7 @@ def _swap_context(name: str, module: Any, attribute: str, injected: bool, build:
     if injected:
         if key in _saved_contexts:
             return
-        replacement = build(module, True)
+        replacement = build(module, True, patch.reads)
         if not isinstance(replacement, _api.SSLContext):
             return
         _saved_contexts[key] = (current, replacement)
@@ -62,25 +66,26 @@ def _swap_context(name: str, module: Any, attribute: str, injected: bool, build:
         # Built while we were injected (the module was imported after
         # inject_into_ssl()): nothing of the stdlib's to restore, so build
         # the module's own again, now that ssl is the stdlib's.
-        rebuilt = build(module, False)
+        rebuilt = build(module, False, patch.reads)
         if rebuilt is not None and not isinstance(rebuilt, _api.SSLContext):
             setattr(module, attribute, rebuilt)
 
 
-def _requests_context(module: Any, injected: bool) -> Any:
+def _requests_context(module: Any, injected: bool, reads: tuple[str, ...]) -> Any:
     """requests' preloaded context, made requests' own way: urllib3's
     settings (host and certificate checks, SSLKEYLOGFILE, ...) plus
     requests' CA bundle.  Injected, that bundle is trusted in addition to the
     OS store, as ``load_verify_locations()`` always is."""
-    make: Any = getattr(module, "create_urllib3_context", None)
+    make_name, bundle_name, unzip_name = reads
+    make: Any = getattr(module, make_name, None)
     try:
         context = make() if make is not None else None
     except Exception:
         context = None
     if injected and not isinstance(context, _api.SSLContext):
         context = _api.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    bundle: Any = getattr(module, "DEFAULT_CA_BUNDLE_PATH", None)
-    unzip: Any = getattr(module, "extract_zipped_paths", lambda path: path)
+    bundle: Any = getattr(module, bundle_name, None)
+    unzip: Any = getattr(module, unzip_name, lambda path: path)
     if context is None or bundle is None:
         return context if injected else None
     try:
@@ -90,21 +95,71 @@ def _requests_context(module: Any, injected: bool) -> Any:
     return context
 
 
-def _aiohttp_context(module: Any, injected: bool) -> Any:
-    make: Any = getattr(module, "_make_ssl_context", None)
+def _aiohttp_context(module: Any, injected: bool, reads: tuple[str, ...]) -> Any:
+    (make_name,) = reads
+    make: Any = getattr(module, make_name, None)
     try:
         return make(True) if make is not None else None
     except Exception:
         return None
 
 
-PATCHED_MODULES = (
-    "urllib3.util.ssl_",
-    "requests.adapters",
-    "pip._vendor.urllib3.util.ssl_",
-    "pip._vendor.requests.adapters",
-    "aiohttp.connector",
-)
+class ModulePatch(NamedTuple):
+    """What one HTTP module keeps from ``ssl`` at import, and how we follow it.
+
+    ``package`` names the import package whose ``__version__`` the version
+    bounds refer to; ``since``/``before`` bound the releases that have
+    ``context_attribute`` (and ``reads``), as checked by
+    tests/test_version_proof.py against the installed libraries and against
+    older releases from the registry: a library that drops or renames one of
+    these names makes that test fail instead of leaving it silently unpatched.
+    """
+
+    package: str
+    # A module global holding ``ssl.SSLContext`` itself: pointed at ours.
+    class_attribute: str | None = None
+    # A module global holding a verifying context built at import: replaced
+    # by one ``build(module, injected, reads)`` makes, restored on extract.
+    context_attribute: str | None = None
+    build: Callable[[Any, bool, tuple[str, ...]], Any] | None = None
+    # The module's other attributes that ``build`` reads, in its order.
+    reads: tuple[str, ...] = ()
+    since: tuple[int, ...] | None = None
+    before: tuple[int, ...] | None = None
+
+
+def _requests_patch(package: str) -> ModulePatch:
+    # requests 2.32.0-2.32.4 build ``_preloaded_ssl_context`` at import
+    # (2.32.5 and later make contexts per request again).
+    return ModulePatch(
+        package,
+        context_attribute="_preloaded_ssl_context",
+        build=_requests_context,
+        reads=("create_urllib3_context", "DEFAULT_CA_BUNDLE_PATH", "extract_zipped_paths"),
+        since=(2, 32, 0),
+        before=(2, 32, 5),
+    )
+
+
+# The one table of module and attribute names that injection patches; the
+# keys are also the modules inject/extract visit, in this order.
+PATCH_TABLE: dict[str, ModulePatch] = {
+    "urllib3.util.ssl_": ModulePatch("urllib3", class_attribute="SSLContext"),
+    "requests.adapters": _requests_patch("requests"),
+    "pip._vendor.urllib3.util.ssl_": ModulePatch(
+        "pip._vendor.urllib3", class_attribute="SSLContext"
+    ),
+    "pip._vendor.requests.adapters": _requests_patch("pip._vendor.requests"),
+    # aiohttp >= 3.10.6 builds its default verifying context at import.
+    "aiohttp.connector": ModulePatch(
+        "aiohttp",
+        context_attribute="_SSL_CONTEXT_VERIFIED",
+        build=_aiohttp_context,
+        reads=("_make_ssl_context",),
+        since=(3, 10, 6),
+    ),
+}
+PATCHED_MODULES = tuple(PATCH_TABLE)
 
 
 def _is_injected() -> bool:
