@@ -549,3 +549,40 @@ def test_startup_files_are_ascii_and_share_one_base_name() -> None:
     lines = [line for line in pth.read_text().splitlines() if line.strip()]
     # site executes a .pth line only if it starts with "import" + space/tab.
     assert lines and all(re.match(r"import[ \t]", line) for line in lines), lines
+
+
+def _opens_text_without_encoding(call: ast.Call) -> bool:
+    func = call.func
+    name = func.id if isinstance(func, ast.Name) else getattr(func, "attr", "")
+    if (
+        isinstance(func, ast.Attribute)
+        and isinstance(func.value, ast.Name)
+        and (func.value.id, name) == ("os", "open")
+    ):
+        return False  # os.open: a file descriptor, no text layer
+    if name not in {"open", "fdopen", "read_text", "write_text"}:
+        return False
+    if any(keyword.arg == "encoding" for keyword in call.keywords):
+        return False
+    modes = [keyword.value for keyword in call.keywords if keyword.arg == "mode"]
+    if name in {"open", "fdopen"} and len(call.args) >= 2:
+        modes.append(call.args[1])
+    return not any(
+        isinstance(mode, ast.Constant) and isinstance(mode.value, str) and "b" in mode.value
+        for mode in modes
+    )
+
+
+def test_no_file_is_read_or_written_in_the_locale_encoding() -> None:
+    """PEP 686 (3.15) makes UTF-8 the default text encoding, where 3.10-3.14
+    use the locale's: any text-mode open without an explicit encoding would
+    read the config (or a CA file) differently across versions."""
+    offenders = []
+    for path in sorted((PACKAGE_DIR / "truststore").glob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        offenders += [
+            f"{path.name}:{node.lineno}"
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Call) and _opens_text_without_encoding(node)
+        ]
+    assert not offenders, offenders
