@@ -42,8 +42,8 @@ _STARTUP_ENVIRON = dict(os.environ)
 
 
 def _run_json(code: str, **env: str) -> Any:
-    """Run *code* in a fresh interpreter (this checkout's ``src`` first, no
-    auto-injection) and return the JSON it printed last."""
+    """Run *code* in a fresh interpreter (a given PYTHONPATH, then this
+    checkout's ``src``; no auto-injection) and return the JSON it printed last."""
     paths = [*env.pop("PYTHONPATH", "").split(os.pathsep), SRC]
     environ = scrubbed_environ(
         PYTHONPATH=os.pathsep.join(p for p in paths if p), TRUSTSTORE_INJECT="0", **env
