@@ -44,7 +44,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from support import HTTP_BODY
-from test_macos_standin import (  # noqa: F401  (fixtures are used by name)
+from test_macos_standin import (
     PKI,
     Issued,
     MacSSLContext,
@@ -59,6 +59,10 @@ from test_macos_standin import (  # noqa: F401  (fixtures are used by name)
     standin_builds,
 )
 from truststore import _common, _macos
+
+# The stand-in's fixtures, shared with test_macos_standin.py (pytest finds
+# fixtures in the module's namespace; this tuple marks them as used).
+SHARED_FIXTURES = (_no_cf_leaks, pki, standin, standin_builds)
 
 SECRET = b"the secret that must not reach an unverified peer"
 GREETING = b"greeting from the server\n"
@@ -285,8 +289,9 @@ def test_escape_during_verification_fails_the_socket(
     assert gate.calls == 1
 
 
-def _bio_handshake(tls: ssl.SSLObject, sock: socket.socket, incoming: ssl.MemoryBIO,
-                   outgoing: ssl.MemoryBIO) -> None:
+def _bio_handshake(
+    tls: ssl.SSLObject, sock: socket.socket, incoming: ssl.MemoryBIO, outgoing: ssl.MemoryBIO
+) -> None:
     while True:
         try:
             tls.do_handshake()
@@ -361,7 +366,9 @@ def _native_ssl_pointer(sslobj: object) -> int:
     """The ``SSL *`` inside a CPython ``_ssl._SSLSocket`` (PySSLSocket:
     PyObject_HEAD, the socket weakref, then ``SSL *ssl``; 3.10-3.13)."""
     head = ctypes.sizeof(ctypes.c_ssize_t) + ctypes.sizeof(ctypes.c_void_p)
-    return int(ctypes.c_void_p.from_address(id(sslobj) + head + ctypes.sizeof(ctypes.c_void_p)).value or 0)
+    return int(
+        ctypes.c_void_p.from_address(id(sslobj) + head + ctypes.sizeof(ctypes.c_void_p)).value or 0
+    )
 
 
 def _libssl() -> ctypes.CDLL:
@@ -454,19 +461,21 @@ class RenegotiatingServer:
 def _renegotiation_client(context: ssl.SSLContext, port: int) -> list[bytes | None]:
     """Talk through a renegotiation; returns every peer certificate seen."""
     seen: list[bytes | None] = []
-    with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as raw:
-        with context.wrap_socket(raw, server_hostname="localhost") as tls:
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as raw,
+        context.wrap_socket(raw, server_hostname="localhost") as tls,
+    ):
+        seen.append(tls.getpeercert(True))
+        tls.sendall(b"hello")
+        data = b""
+        with contextlib.suppress(ssl.SSLError, OSError):
+            # The server's HelloRequest is processed in here.
+            while b"renegotiated\n" not in data and (chunk := tls.recv(100)):
+                data += chunk
+        with contextlib.suppress(ssl.SSLError, OSError, ValueError):
             seen.append(tls.getpeercert(True))
-            tls.sendall(b"hello")
-            data = b""
-            with contextlib.suppress(ssl.SSLError, OSError):
-                # The server's HelloRequest is processed in here.
-                while b"renegotiated\n" not in data and (chunk := tls.recv(100)):
-                    data += chunk
-            with contextlib.suppress(ssl.SSLError, OSError, ValueError):
-                seen.append(tls.getpeercert(True))
-            with contextlib.suppress(ssl.SSLError, OSError):
-                tls.sendall(SECRET)
+        with contextlib.suppress(ssl.SSLError, OSError):
+            tls.sendall(SECRET)
     return seen
 
 
@@ -489,9 +498,7 @@ def test_renegotiation_to_another_certificate_is_refused(
     assert SECRET not in server.received_after
 
 
-def test_renegotiation_is_refused_by_the_standard_library_too(
-    pki: PKI, tmp_path: Path
-) -> None:
+def test_renegotiation_is_refused_by_the_standard_library_too(pki: PKI, tmp_path: Path) -> None:
     """Control: the stdlib (OpenSSL verifying) refuses the untrusted one."""
     untrusted = _issue(pki.other_root, "localhost", eku=[ExtendedKeyUsageOID.SERVER_AUTH])
     plain = ssl.create_default_context(cadata=pki.root.cert_pem.bytes().decode())
@@ -553,10 +560,12 @@ def test_only_the_resumed_session_counts(
         tls.close()
     assert info.value.verify_code == _common.X509_V_ERR_HOSTNAME_MISMATCH
     # Control: alpha's own session still resumes for alpha.
-    with socket.create_connection(("127.0.0.1", two_names.port), timeout=TIMEOUT) as raw:
-        with context.wrap_socket(raw, server_hostname="alpha.example", session=alpha) as tls:
-            assert tls.session_reused
-            assert tls.recv(len(GREETING))
+    with (
+        socket.create_connection(("127.0.0.1", two_names.port), timeout=TIMEOUT) as raw,
+        context.wrap_socket(raw, server_hostname="alpha.example", session=alpha) as tls,
+    ):
+        assert tls.session_reused
+        assert tls.recv(len(GREETING))
 
 
 # -- 7. security level ---------------------------------------------------------------
@@ -591,7 +600,8 @@ def _cert(
     )
     if ca:
         builder = builder.add_extension(
-            x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True
+            x509.KeyUsage(False, False, False, False, False, True, True, False, False),
+            critical=True,
         )
     else:
         builder = builder.add_extension(
@@ -621,7 +631,7 @@ def _resigned_with_sha1(cert: x509.Certificate, issuer_key: Any) -> x509.Certifi
     tbs = cert.tbs_certificate_bytes
     assert tbs.count(SHA256_WITH_RSA) == 1
     tbs = tbs.replace(SHA256_WITH_RSA, SHA1_WITH_RSA)
-    signature = issuer_key.sign(tbs, padding.PKCS1v15(), hashes.SHA1())  # noqa: S303
+    signature = issuer_key.sign(tbs, padding.PKCS1v15(), hashes.SHA1())
     algorithm = _der_tlv(0x30, SHA1_WITH_RSA + b"\x05\x00")
     der = _der_tlv(0x30, tbs + algorithm + _der_tlv(0x03, b"\x00" + signature))
     return x509.load_der_x509_certificate(der)
@@ -637,8 +647,10 @@ WEAK_CHAINS = ["rsa1024-leaf", "sha1-leaf", "rsa1024-intermediate", "sha1-interm
 @pytest.fixture(scope="module")
 def weak_chains() -> tuple[bytes, dict[str, Issued]]:
     """A root (RSA-2048, SHA-256) and, per name, a chain with one weakness."""
-    sha256, sha1 = hashes.SHA256(), hashes.SHA1()  # noqa: S303 (the point of the test)
-    root = _cert("weak-chain root", rsa.generate_private_key(65537, 2048), None, ca=True, digest=sha256)
+    sha256, sha1 = hashes.SHA256(), hashes.SHA1()  # weak on purpose
+    root = _cert(
+        "weak-chain root", rsa.generate_private_key(65537, 2048), None, ca=True, digest=sha256
+    )
     chains: dict[str, Issued] = {}
 
     def issued(*certs: tuple[x509.Certificate, Any]) -> Issued:
@@ -755,7 +767,7 @@ def test_asyncio_peercert_after_verification(standin: StandIn, pki: PKI) -> None
     ours = _context(pki.root)
 
     async def main(port: int) -> object:
-        reader, writer = await asyncio.open_connection(
+        _, writer = await asyncio.open_connection(
             "127.0.0.1", port, ssl=ours, server_hostname="localhost"
         )
         try:
@@ -774,11 +786,10 @@ def test_getpeercert_memory_bio(standin: StandIn, pki: PKI) -> None:
     ours = _context(pki.root)
     incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
     tls = ours.wrap_bio(incoming, outgoing, server_hostname="localhost")
-    with pki.good.server() as server, socket.create_connection(
-        ("127.0.0.1", server.port), timeout=TIMEOUT
-    ) as sock:
+    with (
+        pki.good.server() as server,
+        socket.create_connection(("127.0.0.1", server.port), timeout=TIMEOUT) as sock,
+    ):
         _bio_handshake(tls, sock, incoming, outgoing)
         cert = tls.getpeercert()
     assert cert and ("DNS", "localhost") in cert["subjectAltName"]  # type: ignore[index]
-
-

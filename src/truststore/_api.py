@@ -382,9 +382,7 @@ class SSLContext(_SuperTarget):
             # Imported here: only the intercept path needs it.
             from . import _chain_policy
 
-            _chain_policy.check(
-                ders, pending.security_level, pending.host, self._extra_anchors
-            )
+            _chain_policy.check(ders, pending.security_level, pending.host, self._extra_anchors)
         try:
             self._verifier.verify(
                 ders,

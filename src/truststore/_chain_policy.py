@@ -278,7 +278,7 @@ def _signature_security_bits(der: bytes, start: int, end: int) -> int:
     # RSASSA-PSS-params: hashAlgorithm [0] defaults to SHA-1 (RFC 4055).
     if len(parts) < 2 or parts[1][0] != 0x30:
         return _SHA1
-    for tag, _, body, stop in _children(der, parts[1][2], parts[1][3]):
+    for tag, _, body, _ in _children(der, parts[1][2], parts[1][3]):
         if tag == 0xA0:
             _, inner, inner_end, _ = _tlv(der, body)
             hash_parts = _children(der, inner, inner_end)

@@ -308,7 +308,7 @@ class VerifyingSSLSocket(ssl.SSLSocket):
     def recv_into(self, buffer: Buffer, nbytes: int | None = None, flags: int = 0) -> int:
         if _PENDING_KEY in self.__dict__:
             self._truststore_settle()
-        return super().recv_into(buffer, nbytes, flags)  # type: ignore[arg-type]
+        return super().recv_into(buffer, nbytes, flags)
 
     def recvfrom(self, buflen: int = 1024, flags: int = 0) -> tuple[bytes, Any]:
         if _PENDING_KEY in self.__dict__:
@@ -320,7 +320,7 @@ class VerifyingSSLSocket(ssl.SSLSocket):
     ) -> tuple[int, Any]:
         if _PENDING_KEY in self.__dict__:
             self._truststore_settle()
-        return super().recvfrom_into(buffer, nbytes, flags)  # type: ignore[arg-type]
+        return super().recvfrom_into(buffer, nbytes, flags)
 
     def unwrap(self) -> socket.socket:
         if _PENDING_KEY in self.__dict__:
@@ -337,7 +337,7 @@ class VerifyingSSLObject(ssl.SSLObject):
     """``ssl.SSLObject`` (the asyncio / memory-BIO path), same treatment."""
 
     def _truststore_settle(self) -> None:
-        _await_verdict(self, super(VerifyingSSLObject, self).do_handshake)
+        _await_verdict(self, super().do_handshake)
 
     def _truststore_refused(self) -> None:
         pass  # the caller owns the transport
