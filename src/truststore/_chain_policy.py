@@ -13,7 +13,8 @@ failing gives ``X509_V_ERR_EE_KEY_TOO_SMALL`` (66), a CA's
 ``X509_V_ERR_CA_KEY_TOO_SMALL`` (67); every signature in the chain except
 the trust anchor's own needs as many bits, else ``X509_V_ERR_CA_MD_TOO_WEAK``
 (68).  SHA-1 counts as 63 bits and MD5 as 39 (OpenSSL 3's
-``x509_init_sig_info``), so both fail from level 1.  Security bits of a key:
+``x509_init_sig_info``), so both fail from level 1 (OpenSSL 1.1.1: 80 and
+64, by digest size).  Security bits of a key:
 RSA/DSA by modulus size (NIST SP 800-57: 1024 -> 80, 2048 -> 112, 3072 ->
 128, 7680 -> 192, 15360 -> 256), EC by half the group order's bits, Ed25519
 128, Ed448 224.  What cannot be read counts as 0 bits: fail closed.
@@ -30,6 +31,7 @@ Imported only on the intercept path; no dependencies.
 from __future__ import annotations
 
 import functools
+import ssl
 from collections.abc import Sequence
 
 from . import _common
@@ -223,9 +225,11 @@ def _key_security_bits(der: bytes, start: int, end: int) -> int:
     return 0  # unknown: OpenSSL could not rate it either
 
 
-# Signature algorithm -> security bits of its digest (EVP_MD size * 4, with
-# OpenSSL 3's caps for the broken ones).
-_MD5, _SHA1 = 39, 63
+# Signature algorithm -> security bits of its digest (EVP_MD size * 4).
+# OpenSSL 3 caps the broken ones below level 1; 1.1.1 (the Windows
+# installers of Python 3.10) rates them by size.  Follow the OpenSSL this
+# interpreter's ssl module uses, so the verdict is the standard library's.
+_MD5, _SHA1 = (39, 63) if ssl.OPENSSL_VERSION_INFO >= (3,) else (64, 80)
 _SIGNATURE_BITS = {
     "1.2.840.113549.1.1.2": 0,  # md2WithRSAEncryption
     "1.2.840.113549.1.1.3": 0,  # md4WithRSAEncryption

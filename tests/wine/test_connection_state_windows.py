@@ -176,7 +176,9 @@ class Escape(BaseException):
     pass
 
 
-@pytest.mark.parametrize("escape", [KeyboardInterrupt, SystemExit, Escape], ids=lambda e: e.__name__)
+@pytest.mark.parametrize(
+    "escape", [KeyboardInterrupt, SystemExit, Escape], ids=lambda e: e.__name__
+)
 def test_escape_during_verification_fails_the_connection(
     pki: PKI, escape: type[BaseException]
 ) -> None:
@@ -234,9 +236,11 @@ def test_init_twice_keeps_verification(pki: PKI) -> None:
     context = _anchored(pki)
     truststore.SSLContext.__init__(context)
     assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
-    with _server(pki, "other-leaf", "other-root") as server:
-        with pytest.raises(ssl.SSLCertVerificationError):
-            _greeting(context, server.port)
+    with (
+        _server(pki, "other-leaf", "other-root") as server,
+        pytest.raises(ssl.SSLCertVerificationError),
+    ):
+        _greeting(context, server.port)
     with _server(pki, "rsa-leaf", "rsa-int") as server:
         assert _greeting(context, server.port) == GREETING
 
