@@ -264,6 +264,11 @@ class VerifyingSSLSocket(ssl.SSLSocket):
     """
 
     def _truststore_settle(self) -> None:
+        record: Pending = self.__dict__[_PENDING_KEY]
+        if record.state == PENDING and getattr(self, "_sslobj", None) is None:
+            # Closed, or its connect() failed: no TLS at all, ssl.py raises
+            # its own error (a failed connection is FAILED, never PENDING).
+            return
         _await_verdict(self, lambda: super(VerifyingSSLSocket, self).do_handshake())
 
     def _truststore_refused(self) -> None:
