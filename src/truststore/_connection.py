@@ -4,8 +4,13 @@ the socket classes that run that verification after the handshake.
 A context (``_api.SSLContext``) decides *what* is trusted; this module decides
 *when*: each connection gets a ``Pending`` record when its SSL object is made,
 and its handshake is followed by exactly one verification through the
-context.  The data methods finish a pending handshake first, so no byte moves
-before the verdict.
+context.  The record's state goes pending -> verifying -> verified | failed,
+under its own lock: every method that moves application bytes (and
+``do_handshake``) runs the handshake and verification if nobody has, waits
+while another thread verifies, and raises once the connection failed.  So no
+byte moves before the verdict, whatever the threads, and nothing that escapes
+verification (KeyboardInterrupt, SystemExit, gevent.Timeout...) leaves a
+connection usable.  A verified connection pays one dict look-up per call.
 """
 
 from __future__ import annotations
