@@ -43,6 +43,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+import truststore
 from support import HTTP_BODY
 from test_macos_standin import (
     PKI,
@@ -546,10 +547,24 @@ def _session_for(context: ssl.SSLContext, port: int, host: str) -> ssl.SSLSessio
         return session
 
 
+@pytest.mark.parametrize("path", ["intercept", "openssl"])
 def test_only_the_resumed_session_counts(
-    standin: StandIn, pki: PKI, two_names: RecordingServer
+    standin: StandIn,
+    pki: PKI,
+    two_names: RecordingServer,
+    path: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    context = _context(pki.root)
+    if path == "intercept":
+        context: ssl.SSLContext = _context(pki.root)
+    else:
+        # Linux's own path: OpenSSL verifies against the "OS store", and the
+        # same resumed-session binding applies after the handshake.
+        (tmp_path / "store.pem").write_bytes(pki.root.cert_pem.bytes())
+        monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "store.pem"))
+        monkeypatch.setenv("SSL_CERT_DIR", str(tmp_path))
+        context = truststore.SSLContext()
     alpha = _session_for(context, two_names.port, "alpha.example")
     beta = _session_for(context, two_names.port, "beta.example")
     with socket.create_connection(("127.0.0.1", two_names.port), timeout=TIMEOUT) as raw:
