@@ -42,6 +42,9 @@ if typing.TYPE_CHECKING:
 
 __all__ = ["SSLContext", "extract_from_ssl", "inject_into_ssl"]
 
+# Refused on intercepting contexts (see _before_wrap); 0 where OpenSSL has none.
+_NO_RENEGOTIATION: int = getattr(ssl, "OP_NO_RENEGOTIATION", 0)
+
 # Resumable sessions remembered per context (oldest forgotten first).
 _connection.MAX_REMEMBERED_SESSIONS = 256
 
@@ -53,6 +56,8 @@ _CSSLContext = _ssl._SSLContext
 _C_CHECK_HOSTNAME: Any = vars(_CSSLContext)["check_hostname"]
 _C_VERIFY_MODE: Any = vars(_CSSLContext)["verify_mode"]
 _C_VERIFY_FLAGS: Any = vars(_CSSLContext)["verify_flags"]
+_C_OPTIONS: Any = vars(_CSSLContext)["options"]
+_C_SECURITY_LEVEL: Any = vars(_CSSLContext)["security_level"]
 
 
 def _python_properties_over_c(python_class: type, c_class: type) -> tuple[str, ...]:
@@ -135,6 +140,12 @@ class SSLContext(_SuperTarget):
         return self
 
     def __init__(self, protocol: int | None = None) -> None:
+        if "_truststore_lock" in self.__dict__:
+            # Called again (a mixin, a cooperative subclass): like the
+            # standard library's, whose SSLContext has no __init__, this
+            # changes nothing.  Re-reading the user's view from the native
+            # context would read CERT_NONE on the intercept path.
+            return
         self._truststore_lock = threading.Lock()
         self._is_client = self.protocol != ssl.PROTOCOL_TLS_SERVER
         self._os_store_empty = False
@@ -282,8 +293,19 @@ class SSLContext(_SuperTarget):
                 "truststore.SSLContext needs ssl.SSLSocket/ssl.SSLObject (or "
                 f"subclasses) to verify the peer; got {type(owner).__name__}"
             )
+        security_level = 0
         if intercept:
             check_hostname, verify_mode = self._user_check_hostname, self._user_verify_mode
+            # OpenSSL verifies nothing here, so it would also accept a TLS 1.2
+            # renegotiation to any certificate: refuse renegotiation (set on
+            # every wrap, so that clearing ``options`` cannot reopen it; the
+            # SSL object copies the options when it is made).
+            options = _C_OPTIONS.__get__(self)
+            if not options & _NO_RENEGOTIATION:
+                _C_OPTIONS.__set__(self, options | _NO_RENEGOTIATION)
+            # OpenSSL's security-level checks of the peer chain are lost with
+            # CERT_NONE too; _verify_peer applies them (_chain_policy).
+            security_level = _C_SECURITY_LEVEL.__get__(self)
         else:
             # The C values directly: the Python properties build enums, and
             # this runs for every connection.
@@ -295,8 +317,8 @@ class SSLContext(_SuperTarget):
             check_hostname,
             verify_mode,
             _C_VERIFY_FLAGS.__get__(self),
-            getattr(session, "id", None),
             native=not intercept,
+            security_level=security_level,
         )
 
     def _remember_session(self, session_id: bytes, host: str | None) -> None:
@@ -310,16 +332,18 @@ class SSLContext(_SuperTarget):
     def _check_resumed_session(self, sslobj: Any, pending: _connection.Pending) -> None:
         """A resumed session skips certificate checks (OpenSSL does not even
         re-check the host name).  Accept it only if this context verified the
-        connection that produced it, for the same host when names matter."""
-        candidates = [pending.offered_session]
+        connection that produced it, for the same host when names matter.
+        Only the session actually resumed counts: the one offered at wrap
+        time can be swapped (``sock.session = ...``) before the handshake."""
+        resumed: bytes | None = None
         with contextlib.suppress(Exception):
-            candidates.append(sslobj.session.id)
+            resumed = sslobj.session.id
         with self._truststore_lock:
-            recorded = [
-                self._verified_sessions[c]
-                for c in candidates
-                if c is not None and c in self._verified_sessions
-            ]
+            recorded = (
+                [self._verified_sessions[resumed]]
+                if resumed is not None and resumed in self._verified_sessions
+                else []
+            )
         if not recorded:
             raise _common.verification_error(
                 _common.X509_V_ERR_UNSPECIFIED,
@@ -357,6 +381,12 @@ class SSLContext(_SuperTarget):
                 "the peer sent no certificate",
                 pending.host,
             )
+        pending.peer_der = ders[0]
+        if pending.security_level > 0:
+            # Imported here: only the intercept path needs it.
+            from . import _chain_policy
+
+            _chain_policy.check(ders, pending.security_level, pending.host, self._extra_anchors)
         try:
             self._verifier.verify(
                 ders,

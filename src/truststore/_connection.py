@@ -4,13 +4,19 @@ the socket classes that run that verification after the handshake.
 A context (``_api.SSLContext``) decides *what* is trusted; this module decides
 *when*: each connection gets a ``Pending`` record when its SSL object is made,
 and its handshake is followed by exactly one verification through the
-context.  The data methods finish a pending handshake first, so no byte moves
-before the verdict.
+context.  The record's state goes pending -> verifying -> verified | failed,
+under its own lock: every method that moves application bytes (and
+``do_handshake``) runs the handshake and verification if nobody has, waits
+while another thread verifies, and raises once the connection failed.  So no
+byte moves before the verdict, whatever the threads, and nothing that escapes
+verification (KeyboardInterrupt, SystemExit, gevent.Timeout...) leaves a
+connection usable.  A verified connection pays one dict look-up per call.
 """
 
 from __future__ import annotations
 
 import contextlib
+import socket
 import ssl
 import threading
 import typing
@@ -36,6 +42,17 @@ def is_verifying_owner(owner: Any) -> bool:
     return isinstance(owner, (VerifyingSSLSocket, VerifyingSSLObject))
 
 
+# Connection states.  Plain ints, not an enum: they are read on every data
+# call of a connection that is not verified yet.
+PENDING = 0  # handshake not finished (or not started)
+VERIFYING = 1  # handshake done, verification running (the lock is held)
+VERIFIED = 2  # the verdict was "trusted" (or nothing had to be verified)
+FAILED = 3  # refused, or verification did not finish: for good
+
+_PENDING_KEY = "_truststore_pending"
+_VERIFIED_KEY = "_truststore_verified"
+
+
 class Failed:
     """Stands in for the SSL object of a connection whose peer was rejected.
 
@@ -51,16 +68,27 @@ class Failed:
 
 
 class Pending:
-    """What a client connection must be verified against, fixed when its SSL
-    object is created (as OpenSSL fixes its own settings then)."""
+    """One client connection's verification: what it is verified against
+    (fixed when its SSL object is created, as OpenSSL fixes its own settings
+    then) and where it stands (``state``, changed only under ``lock``).
+
+    It sits in the owner's ``__dict__`` under ``_truststore_pending`` until
+    the verdict is "trusted"; the data methods check only that key, so a
+    verified connection pays one dict look-up per call.
+    """
 
     __slots__ = (
         "_host",
         "check_hostname",
         "context",
+        "error",
+        "lock",
         "native",
-        "offered_session",
+        "peer_der",
+        "peer_info",
+        "security_level",
         "server_hostname",
+        "state",
         "verify_flags",
         "verify_mode",
     )
@@ -72,17 +100,24 @@ class Pending:
         check_hostname: bool,
         verify_mode: int,
         verify_flags: int,
-        offered_session: bytes | None,
         native: bool,
+        security_level: int = 0,
     ) -> None:
         self.context = context
         self.server_hostname = server_hostname
         self.check_hostname = check_hostname
         self.verify_mode = verify_mode
         self.verify_flags = verify_flags
-        self.offered_session = offered_session
         self.native = native
+        self.security_level = security_level
         self._host: str | bool | None = False  # not normalised yet
+        # Re-entrant so that the verifying thread, re-entering (a signal
+        # handler, a verifier calling back), gets an error, not a deadlock.
+        self.lock = threading.RLock()
+        self.state = PENDING
+        self.error: ssl.SSLCertVerificationError | None = None
+        self.peer_der: bytes | None = None  # the leaf that was verified
+        self.peer_info: dict[str, Any] | None = None  # its getpeercert() dict
 
     @property
     def host(self) -> str | None:
@@ -93,39 +128,11 @@ class Pending:
         return self._host  # type: ignore[return-value]
 
 
-def _finish_handshake(owner: Any) -> None:
-    """Verify once, right after the real handshake; remember the outcome."""
-    pending: Pending | None = owner.__dict__.pop("_truststore_pending", None)
-    if pending is None:
-        return
-    try:
-        pending.context._verify_peer(owner._sslobj, pending)
-    except ssl.SSLCertVerificationError as exc:
-        owner._sslobj = Failed(exc)
-        raise
-    if pending.verify_mode != ssl.CERT_NONE:
-        # Sessions are recorded when the caller reads ``.session`` (the only
-        # way to resume one); reading it here would copy the session, peer
-        # certificate included, on every handshake.
-        owner.__dict__["_truststore_verified"] = pending
-
-
-def _remember_session(owner: Any, session: Any) -> None:
-    """Record that *session* came from a connection verified for its host."""
-    verified: Pending | None = owner.__dict__.get("_truststore_verified")
-    if verified is None or session is None:
-        return
-    with contextlib.suppress(Exception):
-        verified.context._remember_session(
-            session.id, verified.host if verified.check_hostname else None
-        )
-
-
 def _enrich_native_error(
     owner: Any, exc: ssl.SSLCertVerificationError
 ) -> ssl.SSLCertVerificationError:
     """OpenSSL's error in our shape: same code, message naming the host."""
-    pending: Pending | None = owner.__dict__.get("_truststore_pending")
+    pending: Pending | None = owner.__dict__.get(_PENDING_KEY)
     message = getattr(exc, "verify_message", None) or str(exc)
     if pending is not None and pending.context._os_store_empty:
         message += f" (no trusted CA certificates could be loaded: {_api.store_description()})"
@@ -136,16 +143,105 @@ def _enrich_native_error(
     )
 
 
-def _run_handshake(owner: Any, handshake: Callable[[], None]) -> None:
-    """*handshake*, then our verification; OpenSSL's own verification error
-    is re-raised in our shape (same code, the host named)."""
-    try:
-        handshake()
-    except ssl.SSLCertVerificationError as exc:
-        if "_truststore_pending" not in owner.__dict__:
+def _await_verdict(owner: Any, handshake: Callable[[], None]) -> None:
+    """Return only once *owner*'s peer is verified; raise if it never will be.
+
+    The first caller runs *handshake* (OpenSSL's) and then our verification,
+    holding the connection's lock throughout; any other thread calling a data
+    method meanwhile waits here for the verdict.  Nothing leaves VERIFYING
+    except through a verdict: whatever escapes verification (an error, a
+    KeyboardInterrupt, SystemExit, gevent.Timeout...) fails the connection
+    for good.
+    """
+    record: Pending | None = owner.__dict__.get(_PENDING_KEY)
+    if record is None:
+        return
+    with record.lock:
+        state = record.state
+        if state == FAILED:
+            assert record.error is not None
+            raise record.error
+        if state == VERIFIED:
+            return
+        if state == VERIFYING:
+            # Only this very thread can get here (the lock is re-entrant).
+            raise ssl.SSLError("the connection was used while its own peer was being verified")
+        try:
+            handshake()
+        except ssl.SSLCertVerificationError as exc:
+            # OpenSSL refused (the native path): final, like our own refusal.
+            error = _enrich_native_error(owner, exc)
+            record.error, record.state = error, FAILED
+            raise error from None
+        record.state = VERIFYING
+        try:
+            record.context._verify_peer(owner._sslobj, record)
+        except BaseException as exc:
+            if isinstance(exc, ssl.SSLCertVerificationError):
+                error = exc
+            else:
+                error = _common.verification_error(
+                    _common.X509_V_ERR_UNSPECIFIED,
+                    f"verification did not finish ({type(exc).__name__}); "
+                    "the connection cannot be used",
+                    record.host,
+                )
+            record.error, record.state = error, FAILED
+            owner._sslobj = Failed(error)
+            owner._truststore_refused()
             raise
-        raise _enrich_native_error(owner, exc) from None
-    _finish_handshake(owner)
+        record.state = VERIFIED
+        owner.__dict__[_VERIFIED_KEY] = record
+        del owner.__dict__[_PENDING_KEY]
+
+
+def _remember_session(owner: Any, session: Any) -> None:
+    """Record that *session* came from a connection verified for its host."""
+    verified: Pending | None = owner.__dict__.get(_VERIFIED_KEY)
+    if verified is None or session is None or verified.verify_mode == ssl.CERT_NONE:
+        return
+    with contextlib.suppress(Exception):
+        verified.context._remember_session(
+            session.id, verified.host if verified.check_hostname else None
+        )
+
+
+def _peercert(owner: Any, binary_form: bool, std: Callable[[bool], Any]) -> Any:
+    """``getpeercert()``: after *our* verification, what the standard library
+    gives for a verified peer (OpenSSL was told CERT_NONE, so CPython would
+    hide the dict); and never a certificate other than the verified one."""
+    if _PENDING_KEY in owner.__dict__:
+        record: Pending = owner.__dict__[_PENDING_KEY]
+        with record.lock:  # waits while another thread verifies
+            if record.state == FAILED:
+                assert record.error is not None
+                raise record.error
+        # Not verified yet: the standard library's answer ("handshake not
+        # done yet", or nothing).  With the handshake done, the peer must be
+        # verified first; the data methods do that.
+        if record.native or std(True) is None:
+            return std(binary_form)
+        _await_verdict(owner, lambda: None)
+    verified: Pending | None = owner.__dict__.get(_VERIFIED_KEY)
+    if verified is None or verified.native or verified.peer_der is None:
+        return std(binary_form)
+    der = std(True)
+    if der != verified.peer_der:
+        # A renegotiation swapped the certificate (refused upstream by
+        # OP_NO_RENEGOTIATION; this is the backstop).
+        raise _common.verification_error(
+            _common.X509_V_ERR_UNSPECIFIED,
+            "the peer's certificate changed after verification",
+            verified.host,
+        )
+    if binary_form:
+        return der
+    if verified.verify_mode == ssl.CERT_NONE:
+        return {}
+    if verified.peer_info is None:
+        chain = owner._sslobj.get_unverified_chain()
+        verified.peer_info = chain[0].get_info()
+    return dict(verified.peer_info)
 
 
 def _remembering_session_property(std: Any) -> property:
@@ -166,35 +262,83 @@ def _remembering_session_property(std: Any) -> property:
 class VerifyingSSLSocket(ssl.SSLSocket):
     """``ssl.SSLSocket`` that verifies through the backend after its handshake.
 
-    With ``do_handshake_on_connect=False`` a caller may read or write without
-    calling ``do_handshake()``; OpenSSL then runs the handshake by itself
-    inside ``SSL_read``/``SSL_write``, where we would never see its end.  So
-    the data methods finish (and verify) a pending handshake first.
+    Every method that moves application bytes first waits for the verdict
+    (running the handshake itself if nobody did: with
+    ``do_handshake_on_connect=False`` OpenSSL would otherwise run it inside
+    ``SSL_read``/``SSL_write``, where we would never see its end).
     """
 
-    def do_handshake(self, block: bool = False) -> None:
-        try:
-            _run_handshake(self, lambda: super(VerifyingSSLSocket, self).do_handshake(block))
-        except ssl.SSLCertVerificationError:
-            if isinstance(getattr(self, "_sslobj", None), Failed):
-                self.close()  # our verification refused the peer
-            raise
+    def _truststore_settle(self) -> None:
+        record: Pending = self.__dict__[_PENDING_KEY]
+        if record.state == PENDING and getattr(self, "_sslobj", None) is None:
+            # Closed, or its connect() failed: no TLS at all, ssl.py raises
+            # its own error (a failed connection is FAILED, never PENDING).
+            return
+        _await_verdict(self, lambda: super(VerifyingSSLSocket, self).do_handshake())
 
-    def _handshake_before_data(self) -> None:
-        if "_truststore_pending" in self.__dict__ and getattr(self, "_sslobj", None) is not None:
-            self.do_handshake()
+    def _truststore_refused(self) -> None:
+        self.close()
+
+    def do_handshake(self, block: bool = False) -> None:
+        if _PENDING_KEY not in self.__dict__:
+            return super().do_handshake(block)
+        _await_verdict(self, lambda: super(VerifyingSSLSocket, self).do_handshake(block))
+        return None
 
     def read(self, len: int = 1024, buffer: Any = None) -> Any:
-        self._handshake_before_data()
+        if _PENDING_KEY in self.__dict__:
+            self._truststore_settle()
         return super().read(len, buffer)
 
     def write(self, data: Buffer) -> int:
-        self._handshake_before_data()
+        if _PENDING_KEY in self.__dict__:
+            self._truststore_settle()
         return super().write(data)
 
     def send(self, data: Buffer, flags: int = 0) -> int:
-        self._handshake_before_data()
+        if _PENDING_KEY in self.__dict__:
+            self._truststore_settle()
         return super().send(data, flags)
+
+    def sendall(self, data: Buffer, flags: int = 0) -> None:
+        if _PENDING_KEY in self.__dict__:
+            self._truststore_settle()
+        return super().sendall(data, flags)
+
+    def sendfile(self, file: Any, offset: int = 0, count: int | None = None) -> int:
+        if _PENDING_KEY in self.__dict__:
+            self._truststore_settle()
+        return super().sendfile(file, offset, count)
+
+    def recv(self, buflen: int = 1024, flags: int = 0) -> bytes:
+        if _PENDING_KEY in self.__dict__:
+            self._truststore_settle()
+        return super().recv(buflen, flags)
+
+    def recv_into(self, buffer: Buffer, nbytes: int | None = None, flags: int = 0) -> int:
+        if _PENDING_KEY in self.__dict__:
+            self._truststore_settle()
+        return super().recv_into(buffer, nbytes, flags)
+
+    def recvfrom(self, buflen: int = 1024, flags: int = 0) -> tuple[bytes, Any]:
+        if _PENDING_KEY in self.__dict__:
+            self._truststore_settle()
+        return super().recvfrom(buflen, flags)
+
+    def recvfrom_into(
+        self, buffer: Buffer, nbytes: int | None = None, flags: int = 0
+    ) -> tuple[int, Any]:
+        if _PENDING_KEY in self.__dict__:
+            self._truststore_settle()
+        return super().recvfrom_into(buffer, nbytes, flags)
+
+    def unwrap(self) -> socket.socket:
+        if _PENDING_KEY in self.__dict__:
+            self._truststore_settle()
+        return super().unwrap()
+
+    def getpeercert(self, binary_form: bool = False) -> Any:
+        return _peercert(self, binary_form, super().getpeercert)
 
     session = _remembering_session_property(_STD_SSLSOCKET_SESSION)
 
@@ -202,18 +346,35 @@ class VerifyingSSLSocket(ssl.SSLSocket):
 class VerifyingSSLObject(ssl.SSLObject):
     """``ssl.SSLObject`` (the asyncio / memory-BIO path), same treatment."""
 
+    def _truststore_settle(self) -> None:
+        _await_verdict(self, super().do_handshake)
+
+    def _truststore_refused(self) -> None:
+        pass  # the caller owns the transport
+
     def do_handshake(self) -> None:
-        _run_handshake(self, lambda: super(VerifyingSSLObject, self).do_handshake())
+        if _PENDING_KEY not in self.__dict__:
+            return super().do_handshake()
+        _await_verdict(self, super().do_handshake)
+        return None
 
     def read(self, len: int = 1024, buffer: Any = None) -> Any:
-        if "_truststore_pending" in self.__dict__:
-            self.do_handshake()  # see VerifyingSSLSocket
+        if _PENDING_KEY in self.__dict__:
+            self._truststore_settle()
         return super().read(len, buffer)
 
     def write(self, data: Buffer) -> int:
-        if "_truststore_pending" in self.__dict__:
-            self.do_handshake()
+        if _PENDING_KEY in self.__dict__:
+            self._truststore_settle()
         return super().write(data)
+
+    def unwrap(self) -> None:
+        if _PENDING_KEY in self.__dict__:
+            self._truststore_settle()
+        return super().unwrap()
+
+    def getpeercert(self, binary_form: bool = False) -> Any:
+        return _peercert(self, binary_form, super().getpeercert)
 
     session = _remembering_session_property(_STD_SSLOBJECT_SESSION)
 

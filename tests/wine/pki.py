@@ -16,6 +16,8 @@ Hierarchies (validity relative to *now*, so a cached set never goes stale):
 * ``sys-root`` -> ``sys-leaf``: added to the Wine prefix's CurrentUser ROOT
   store by a fixture (the "system store" flow)
 * ``self-signed``: a leaf that is its own issuer
+* under ``rsa-int``, for the security-level checks: ``rsa1024-leaf`` (an
+  RSA-1024 key) and ``sha1-leaf`` (signed with SHA-1)
 
 Every leaf names ``localhost``, ``127.0.0.1`` and ``::1``.
 """
@@ -29,7 +31,7 @@ import sys
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 # A loopback port that nothing listens on: the CRL fetch is refused at once.
@@ -40,6 +42,31 @@ def _key(kind: str) -> rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey:
     if kind == "ec":
         return ec.generate_private_key(ec.SECP256R1())
     return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+def _der_tlv(tag: int, body: bytes) -> bytes:
+    n = len(body)
+    if n < 0x80:
+        return bytes([tag, n]) + body
+    size = n.to_bytes((n.bit_length() + 7) // 8, "big")
+    return bytes([tag, 0x80 | len(size)]) + size + body
+
+
+SHA256_WITH_RSA = bytes.fromhex("06092a864886f70d01010b")
+SHA1_WITH_RSA = bytes.fromhex("06092a864886f70d010105")
+
+
+def _resigned_with_sha1(cert: x509.Certificate, issuer_key: rsa.RSAPrivateKey) -> x509.Certificate:
+    """*cert* (signed with SHA-256 by an RSA key) signed again with SHA-1,
+    which ``cryptography`` no longer does itself.  Both algorithm identifiers
+    have the same length, so only the OID's last byte changes in the TBS."""
+    tbs = cert.tbs_certificate_bytes
+    assert tbs.count(SHA256_WITH_RSA) == 1
+    tbs = tbs.replace(SHA256_WITH_RSA, SHA1_WITH_RSA)
+    signature = issuer_key.sign(tbs, padding.PKCS1v15(), hashes.SHA1())
+    algorithm = _der_tlv(0x30, SHA1_WITH_RSA + b"\x05\x00")
+    der = _der_tlv(0x30, tbs + algorithm + _der_tlv(0x03, b"\x00" + signature))
+    return x509.load_der_x509_certificate(der)
 
 
 def _name(cn: str) -> x509.Name:
@@ -68,6 +95,7 @@ def _build(
     eku: list[x509.ObjectIdentifier] | None = None,
     crl_url: str | None = None,
     path_length: int | None = None,
+    sha1: bool = False,
 ) -> _Issued:
     public = key.public_key()  # type: ignore[attr-defined]
     signer = issuer.key if issuer else key
@@ -143,6 +171,8 @@ def _build(
             critical=False,
         )
     cert = builder.sign(signer, hashes.SHA256())  # type: ignore[arg-type]
+    if sha1:
+        cert = _resigned_with_sha1(cert, signer)  # type: ignore[arg-type]
     return _Issued(cert, key)
 
 
@@ -205,6 +235,9 @@ def generate(outdir: str) -> None:
     self_key = _key("rsa")
     # A leaf that is its own issuer (no CA bit, like a typical self-signed server).
     out["self-signed"] = _build("localhost", self_key, None, ca=False, **valid)
+    weak_key = rsa.generate_private_key(public_exponent=65537, key_size=1024)
+    out["rsa1024-leaf"] = _build("RSA-1024 leaf", weak_key, inter, ca=False, **valid)
+    out["sha1-leaf"] = _build("SHA-1 leaf", _key("ec"), inter, ca=False, sha1=True, **valid)
 
     for name, issued in out.items():
         with open(os.path.join(outdir, f"{name}.pem"), "wb") as f:
