@@ -124,7 +124,7 @@ class Plan:
             create_n=100,
             create_budget_s=1.5,
             pip_rounds=8,
-            layout_rounds=4,
+            layout_rounds=6,
             layout_budget_s=0.6,
             memory_count=1000,
         )
@@ -401,6 +401,7 @@ class Bench:
             times: dict[str, list[float]] = {v[0]: [] for v in variants}
             cpu: dict[str, list[float]] = {v[0]: [] for v in variants}
             firsts: dict[str, list[float]] = {v[0]: [] for v in variants}
+            first_cpu: dict[str, list[float]] = {v[0]: [] for v in variants}
             for rnd in range(self.plan.conn_rounds):
                 order = list(variants)
                 self.rng.shuffle(order)
@@ -418,8 +419,9 @@ class Bench:
                     times[name].extend(out["times_ms"])
                     cpu[name].extend(out["cpu_ms"])
                     firsts[name].append(out["first_ms"])
+                    first_cpu[name].append(out["first_cpu_ms"])
                 log(f"connection {client}: round {rnd + 1}/{self.plan.conn_rounds}")
-            result[client] = _compare(times, cpu, firsts)
+            result[client] = _compare(times, cpu, firsts, first_cpu)
         return result
 
     # -- rows 3-5: one context, two kinds, in ours' and the public venv ----------
@@ -614,6 +616,7 @@ class Bench:
         times: dict[str, list[float]] = {v[0]: [] for v in variants}
         cpu: dict[str, list[float]] = {v[0]: [] for v in variants}
         firsts: dict[str, list[float]] = {v[0]: [] for v in variants}
+        first_cpu: dict[str, list[float]] = {v[0]: [] for v in variants}
         for _ in range(self.plan.create_rounds):
             order = list(variants)
             self.rng.shuffle(order)
@@ -629,8 +632,9 @@ class Bench:
                 times[name].extend(out["times_ms"])
                 cpu[name].extend(out["cpu_ms"])
                 firsts[name].append(out["first_ms"])
+                first_cpu[name].append(out["first_cpu_ms"])
         log("httpx.Client() creation: done")
-        return _compare(times, cpu, firsts)
+        return _compare(times, cpu, firsts, first_cpu)
 
     # -- row 8: pip against a local HTTPS index ------------------------------------------
     def _pip_argv(self, env: venvs.Env, url: str, mode: str, cert: bool, dest: Path) -> list[str]:
@@ -780,6 +784,9 @@ class Bench:
             firsts = {
                 name: stats.median([o["first_ms"] for o in got]) for name, got in outs.items()
             }
+            firsts_cpu = {
+                name: stats.median([o["first_cpu_ms"] for o in got]) for name, got in outs.items()
+            }
             new_conn = {
                 "plain": stats.median([x for o in plain for x in o["new_ctx_conn_ms"]]),
                 "ours": stats.median([x for o in outs["ours"] for x in o["new_ctx_conn_ms"]]),
@@ -794,6 +801,8 @@ class Bench:
                 "first_ms": firsts,
                 "first_ratio": stats.ratio(firsts["ours"], firsts["bare"]),
                 "first_ratio_os": stats.ratio(firsts["ours"], firsts["bare-os"]),
+                "first_cpu_ms": firsts_cpu,
+                "first_cpu_ratio": stats.ratio(firsts_cpu["ours"], firsts_cpu["bare"]),
                 "new_ctx_conn_ms": new_conn,
                 "new_ctx_conn_ratio": stats.ratio(new_conn["ours"], new_conn["plain"]),
                 "create_ms": create,
@@ -846,12 +855,17 @@ def timed_process(
 
 
 def _compare(
-    times: dict[str, list[float]], cpu: dict[str, list[float]], firsts: dict[str, list[float]]
+    times: dict[str, list[float]],
+    cpu: dict[str, list[float]],
+    firsts: dict[str, list[float]],
+    first_cpu: dict[str, list[float]],
 ) -> dict[str, Any]:
-    """Medians and ratios to "bare" of per-operation and first-in-process times."""
+    """Medians and ratios to "bare" of per-operation and first-in-process
+    times (wall clock and the measuring process's CPU time)."""
     base = stats.median(times["bare"])
     base_cpu = stats.median(cpu["bare"])
     base_first = stats.median(firsts["bare"])
+    base_first_cpu = stats.median(first_cpu["bare"])
     return {
         name: {
             "ms": stats.summary(times[name]),
@@ -860,6 +874,8 @@ def _compare(
             "cpu_ratio": stats.ratio(stats.median(cpu[name]), base_cpu),
             "first_ms": stats.summary(firsts[name]),
             "first_ratio": stats.ratio(stats.median(firsts[name]), base_first),
+            "first_cpu_ms": stats.summary(first_cpu[name]),
+            "first_cpu_ratio": stats.ratio(stats.median(first_cpu[name]), base_first_cpu),
         }
         for name in times
     }

@@ -457,14 +457,20 @@ def namespace_prefix() -> tuple[list[str] | None, str]:
     if os.geteuid() != 0:
         candidates = [[unshare, "--user", "--map-root-user", "--mount", "--propagation", "private"]]
     reason = ""
-    for prefix in candidates:
-        probe = subprocess.run(
-            [*prefix, "sh", "-c", "mount -t tmpfs bench-probe /mnt && umount /mnt"],
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
-        if probe.returncode == 0:
-            return prefix, ""
-        reason = (probe.stderr or probe.stdout).strip()[:200]
+    with tempfile.TemporaryDirectory(prefix="bench-ns-") as target:
+        for prefix in candidates:
+            probe = subprocess.run(
+                [
+                    *prefix,
+                    "sh",
+                    "-c",
+                    f"mount -t tmpfs bench-probe '{target}' && umount '{target}'",
+                ],
+                capture_output=True,
+                text=True,
+                timeout=30,
+            )
+            if probe.returncode == 0:
+                return prefix, ""
+            reason = (probe.stderr or probe.stdout).strip()[:200]
     return None, f"cannot make a mount namespace: {reason}"
