@@ -372,8 +372,8 @@ class Bench:
                 wall["pass"]["bare"],
                 strict=True,
             ):
-                if None not in (v, b, pv, pb):
-                    extra.append((v - b) - (pv - pb))  # type: ignore[operator]
+                if v is not None and b is not None and pv is not None and pb is not None:
+                    extra.append((v - b) - (pv - pb))
             result["import ssl"][name]["import_only_ms"] = stats.summary(extra)
         log(f"start-up: {done} rounds")
         return result
@@ -705,14 +705,20 @@ class Bench:
             dest = downloads / str(counter[0])
             dest.mkdir(parents=True)
             try:
-                return timed_process(
+                found = timed_process(
                     self._pip_argv(env, url, mode, cert, dest),
                     product_environ(pip_env),
                     self.work,
                     timeout=120,
                 )
+                wheels = len(list(dest.glob("*.whl")))
             finally:
                 shutil.rmtree(dest, ignore_errors=True)
+            if found[2] == 0 and wheels != len(self.index_packages):
+                raise ProbeError(
+                    f"pip exited 0 but downloaded {wheels} wheels:\n{found[3][-2000:]}"
+                )
+            return found
 
         checks: dict[str, str] = {}
         for name, mode, env, cert in variants:  # preflight + warm-up
