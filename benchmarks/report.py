@@ -456,7 +456,13 @@ def render_text(results: dict[str, Any]) -> str:
             "In brackets: ours / bare (certifi), ours / urllib3 on the OS store; ours / plain.\n\n",
             layouts,
         ]
-    parts += ["\n## Targets\n", targets_table(results["targets"])]
+    parts.append("\n## Targets\n")
+    if results.get("meta", {}).get("quick"):
+        parts.append(
+            "A --quick run: one process or a few samples per figure, so these verdicts only "
+            "show that the rows work; the full run's are the ones to read.\n\n"
+        )
+    parts.append(targets_table(results["targets"]))
     return "".join(parts)
 
 
