@@ -15,7 +15,18 @@ from typing import Any
 from . import harness, report
 
 ROOT = Path(__file__).resolve().parent.parent
-ROWS = ("startup", "connection", "reused", "threads", "asyncio", "scale")
+ROWS = (
+    "startup",
+    "connection",
+    "reused",
+    "threads",
+    "asyncio",
+    "scale",
+    "httpx",
+    "pip",
+    "layouts",
+    "memory",
+)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -25,7 +36,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "truststore and pip-system-certs (loopback only; no timing assertions).",
     )
     parser.add_argument(
-        "--quick", action="store_true", help="few samples, small stores (< 1 minute; for CI)"
+        "--quick", action="store_true", help="few samples, small stores (< 2 minutes; for CI)"
     )
     parser.add_argument(
         "--out",

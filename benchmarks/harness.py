@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from . import stats, stores, venvs
-from .servers import LoopbackTLSServer
+from .servers import LoopbackHTTPSIndex, LoopbackTLSServer, write_simple_index
 
 PROBE = Path(__file__).resolve().parent / "probe.py"
 STALL_SECONDS = 0.25
@@ -37,6 +37,8 @@ STARTUP_TIMEOUT = 60.0  # one interpreter start; a hung one is killed
 SCALE_SIZES_FULL = (1, 150, 1000, 10000)
 SCALE_SIZES_QUICK = (1, 150)
 SCALE_LAYOUTS = ("file", "dir", "file+dir")
+CONN_CLIENTS = ("urllib3", "requests", "httpx")
+DISTRO_LAYOUTS = ("debian", "fedora", "opensuse")
 # Only what a program needs to run; everything that could redirect trust
 # (SSL_CERT_*, REQUESTS_CA_BUNDLE, PIP_CERT, proxies, PYTHON*) stays out.
 PASSED_THROUGH = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TMPDIR", "TZ")
@@ -62,6 +64,14 @@ class Plan:
     scale_sizes: tuple[int, ...]
     scale_reps: int
     scale_budget_s: float
+    startup_cheap_ssl: int  # rounds of `import ssl` (bare/ours/ours-off only)
+    create_rounds: int  # httpx.Client() creation
+    create_n: int
+    create_budget_s: float
+    pip_rounds: int
+    layout_rounds: int
+    layout_budget_s: float
+    memory_count: int
 
     @classmethod
     def make(cls, quick: bool) -> Plan:
@@ -83,6 +93,14 @@ class Plan:
                 scale_sizes=SCALE_SIZES_QUICK,
                 scale_reps=1,
                 scale_budget_s=0.15,
+                startup_cheap_ssl=10,
+                create_rounds=1,
+                create_n=10,
+                create_budget_s=0.3,
+                pip_rounds=1,
+                layout_rounds=1,
+                layout_budget_s=0.2,
+                memory_count=100,
             )
         return cls(
             quick=False,
@@ -101,6 +119,14 @@ class Plan:
             scale_sizes=SCALE_SIZES_FULL,
             scale_reps=3,
             scale_budget_s=0.6,
+            startup_cheap_ssl=120,
+            create_rounds=4,
+            create_n=100,
+            create_budget_s=1.5,
+            pip_rounds=8,
+            layout_rounds=6,
+            layout_budget_s=0.6,
+            memory_count=1000,
         )
 
 
@@ -139,11 +165,13 @@ class Bench:
         *,
         inject: bool | None = None,
         timeout: float = 600,
+        prefix: list[str] | None = None,
     ) -> dict[str, Any]:
+        """Run probe.py in *env*; *prefix* starts it in a layout's namespace."""
         spec = dict(spec)
         spec["inject_public"] = env.inject_public if inject is None else inject
         proc = subprocess.run(
-            [env.python, str(self.work / "probe.py"), json.dumps(spec)],
+            [*(prefix or []), env.python, str(self.work / "probe.py"), json.dumps(spec)],
             env=product_environ(extra_env),
             cwd=self.work,
             capture_output=True,
@@ -184,7 +212,12 @@ class Bench:
         # The OS store of rows 2-5: this machine's CAs plus ours, as a bundle
         # and a hashed directory holding the same certificates (Debian's
         # layout).  Written per run: it follows the machine's bundle.
-        self.os_store = stores.write_store(self.work / "os-store", [*machine, ca_pem])
+        self.os_pems = [*machine, ca_pem]
+        self.os_store = stores.write_store(self.work / "os-store", self.os_pems)
+        # The pip row's --cert for bare pip: the benchmark CA alone.
+        self.ca_file = self.work / "bench-ca.pem"
+        self.ca_file.write_bytes(ca_pem)
+        self.index_packages = write_simple_index(self.work / "index")
         # bare: a copy of certifi's bundle with our CA appended.
         bare_bundle = self.work / "certifi-plus-bench-ca.pem"
         bare_bundle.write_bytes(Path(certifi_path).read_bytes().rstrip(b"\n") + b"\n" + ca_pem)
@@ -206,11 +239,15 @@ class Bench:
         self.fast = LoopbackTLSServer(contexts[0])
         self.stalled = LoopbackTLSServer(contexts[1], stall=STALL_SECONDS)
         self.untrusted = LoopbackTLSServer(contexts[2])
+        self.index = LoopbackHTTPSIndex(contexts[0], self.work / "index")
+        self.untrusted_index = LoopbackHTTPSIndex(contexts[2], self.work / "index")
         try:
             yield
         finally:
             for server in (self.fast, self.stalled, self.untrusted):
                 server.close()
+            self.index.close()
+            self.untrusted_index.close()
 
     # -- preflight: every environment really verifies ---------------------------
     def preflight(self) -> dict[str, Any]:
@@ -247,10 +284,18 @@ class Bench:
         # bare/ours/ours-off are cheap to start, and the 1 ms budget needs
         # many pairs to be resolved on a busy machine: they get extra rounds.
         cheap = {"bare", "ours", "ours-off"}
-        programs = {"pass": "pass", "import requests": "import requests"}
+        # `import ssl` is what every HTTPS program pays first; injection
+        # hooks it, so it is compared for the cheap variants only (the
+        # alternatives' cost is all in their start-up).
+        programs = {
+            "pass": "pass",
+            "import requests": "import requests",
+            "import ssl": "import ssl",
+        }
         rounds_for = {
             "pass": (self.plan.startup_rounds, self.plan.startup_cheap_pass),
             "import requests": (self.plan.startup_rounds, self.plan.startup_cheap_requests),
+            "import ssl": (0, self.plan.startup_cheap_ssl),
         }
         unexpected: dict[str, str] = {}
 
@@ -260,34 +305,19 @@ class Bench:
             """(wall ms, child CPU ms) of one interpreter run."""
             name, env, prefix, extra = variant
             code = prefix + programs[program]
-            with tempfile.TemporaryFile() as output:
-                t0 = time.perf_counter()
-                proc = subprocess.Popen(
-                    [env.python, "-c", code],
-                    env=product_environ(extra),
-                    cwd=self.work,
-                    stdin=subprocess.DEVNULL,
-                    stdout=output,
-                    stderr=output,
-                )
-                watchdog = threading.Timer(STARTUP_TIMEOUT, proc.kill)
-                watchdog.start()
-                try:
-                    _pid, status, usage = os.wait4(proc.pid, 0)
-                finally:
-                    watchdog.cancel()
-                elapsed = time.perf_counter() - t0
-                proc.returncode = os.waitstatus_to_exitcode(status)
-                output.seek(0)
-                text = output.read().decode(errors="replace")
-            if proc.returncode != 0:
-                raise ProbeError(f"{name} {code!r} exited {proc.returncode}: {text[-2000:]}")
+            wall, cpu, returncode, text = timed_process(
+                [env.python, "-c", code], product_environ(extra), self.work
+            )
+            if returncode != 0:
+                raise ProbeError(f"{name} {code!r} exited {returncode}: {text[-2000:]}")
             if text and name not in unexpected:
                 unexpected[name] = text[:300]
-            return elapsed * 1000.0, (usage.ru_utime + usage.ru_stime) * 1000.0
+            return wall, cpu
 
         for variant in variants:  # warm the page cache and .pyc files
             for program in programs:
+                if rounds_for[program][0] == 0 and variant[0] not in cheap:
+                    continue
                 for _ in range(1 if self.plan.quick else 2):
                     run(variant, program)
         wall: dict[str, dict[str, list[float | None]]] = {
@@ -326,9 +356,25 @@ class Bench:
         for program in programs:
             entry: dict[str, Any] = {}
             for name, _env, _prefix, _extra in variants:
+                if rounds_for[program][0] == 0 and name not in cheap:
+                    continue
                 entry[name] = _paired(wall[program][name], wall[program]["bare"])
                 entry[name]["cpu"] = _paired(cpu[program][name], cpu[program]["bare"])
             result[program] = entry
+        # What the import itself adds, start-up aside: per round, ours' extra
+        # for `import ssl` minus ours' extra for `pass` (same round).
+        for name in ("ours", "ours-off"):
+            extra = []
+            for v, b, pv, pb in zip(
+                wall["import ssl"][name],
+                wall["import ssl"]["bare"],
+                wall["pass"][name],
+                wall["pass"]["bare"],
+                strict=True,
+            ):
+                if v is not None and b is not None and pv is not None and pb is not None:
+                    extra.append((v - b) - (pv - pb))
+            result["import ssl"][name]["import_only_ms"] = stats.summary(extra)
         log(f"start-up: {done} rounds")
         return result
 
@@ -343,6 +389,10 @@ class Bench:
             # Control for "ours, bundle only": plain urllib3 loading the very
             # bundle the OS store holds (it has more CAs than certifi).
             found.append(("bare-os-bundle", bare, {"ca_certs": self.os_store["bundle"]}, {}))
+        elif client == "httpx":
+            # probe.py gives httpx this file as an SSLContext per Client
+            # (trust_env=False for every variant: see _httpx_client there).
+            found.append(("bare", bare, {"ca_certs": self.bare_bundle}, {}))
         else:
             found.append(("bare", bare, {}, {"REQUESTS_CA_BUNDLE": self.bare_bundle}))
         found += [
@@ -360,11 +410,12 @@ class Bench:
 
     def row_connection(self) -> dict[str, Any]:
         result: dict[str, Any] = {}
-        for client in ("urllib3", "requests"):
+        for client in CONN_CLIENTS:
             variants = self.conn_variants(client)
             times: dict[str, list[float]] = {v[0]: [] for v in variants}
             cpu: dict[str, list[float]] = {v[0]: [] for v in variants}
             firsts: dict[str, list[float]] = {v[0]: [] for v in variants}
+            first_cpu: dict[str, list[float]] = {v[0]: [] for v in variants}
             for rnd in range(self.plan.conn_rounds):
                 order = list(variants)
                 self.rng.shuffle(order)
@@ -382,21 +433,9 @@ class Bench:
                     times[name].extend(out["times_ms"])
                     cpu[name].extend(out["cpu_ms"])
                     firsts[name].append(out["first_ms"])
+                    first_cpu[name].append(out["first_cpu_ms"])
                 log(f"connection {client}: round {rnd + 1}/{self.plan.conn_rounds}")
-            base = stats.median(times["bare"])
-            base_cpu = stats.median(cpu["bare"])
-            base_first = stats.median(firsts["bare"])
-            result[client] = {
-                name: {
-                    "ms": stats.summary(times[name]),
-                    "ratio": stats.ratio(stats.median(times[name]), base),
-                    "cpu_ms": stats.summary(cpu[name]),
-                    "cpu_ratio": stats.ratio(stats.median(cpu[name]), base_cpu),
-                    "first_ms": stats.summary(firsts[name]),
-                    "first_ratio": stats.ratio(stats.median(firsts[name]), base_first),
-                }
-                for name in times
-            }
+            result[client] = _compare(times, cpu, firsts, first_cpu)
         return result
 
     # -- rows 3-5: one context, two kinds, in ours' and the public venv ----------
@@ -578,6 +617,291 @@ class Bench:
             "layouts": list(SCALE_LAYOUTS),
             "sizes": list(self.plan.scale_sizes),
         }
+
+    # -- row 7: httpx.Client() creation alone ----------------------------------------------
+    def row_httpx(self) -> dict[str, Any]:
+        bare = self.envs["bare"]
+        variants: list[tuple[str, venvs.Env, dict[str, Any], dict[str, str]]] = [
+            ("bare", bare, {"ca_certs": self.bare_bundle}, {}),
+            ("ours", self.envs["ours"], {}, self.os_store_environ()),
+            ("truststore", self.envs["truststore"], {}, self.os_store_environ()),
+            ("pip-system-certs", self.envs["pip-system-certs"], {}, self.os_store_environ()),
+        ]
+        times: dict[str, list[float]] = {v[0]: [] for v in variants}
+        cpu: dict[str, list[float]] = {v[0]: [] for v in variants}
+        firsts: dict[str, list[float]] = {v[0]: [] for v in variants}
+        first_cpu: dict[str, list[float]] = {v[0]: [] for v in variants}
+        for _ in range(self.plan.create_rounds):
+            order = list(variants)
+            self.rng.shuffle(order)
+            for name, env, spec_extra, extra_env in order:
+                spec = {
+                    "mode": "client_create",
+                    "n": self.plan.create_n,
+                    "min_n": 3,
+                    "budget_s": self.plan.create_budget_s,
+                    **spec_extra,
+                }
+                out = self.probe(env, spec, extra_env)
+                times[name].extend(out["times_ms"])
+                cpu[name].extend(out["cpu_ms"])
+                firsts[name].append(out["first_ms"])
+                first_cpu[name].append(out["first_cpu_ms"])
+        log("httpx.Client() creation: done")
+        return _compare(times, cpu, firsts, first_cpu)
+
+    # -- row 8: pip against a local HTTPS index ------------------------------------------
+    def _pip_argv(self, env: venvs.Env, url: str, mode: str, cert: bool, dest: Path) -> list[str]:
+        argv = [
+            env.python,
+            "-m",
+            "pip",
+            "download",
+            "--no-cache-dir",
+            "--no-deps",
+            "--only-binary=:all:",
+            "--progress-bar",
+            "off",
+            "--retries",
+            "0",
+            "--timeout",
+            "20",
+            "-d",
+            str(dest),
+            "--index-url",
+            url,
+            *self.index_packages,
+        ]
+        if mode == "legacy-certs":
+            argv.append("--use-deprecated=legacy-certs")
+        if cert:
+            argv += ["--cert", str(self.ca_file)]
+        return argv
+
+    def row_pip(self) -> dict[str, Any]:
+        # Every variant sees the same OS store (SSL_CERT_FILE/SSL_CERT_DIR);
+        # no pip configuration file is read (PIP_CONFIG_FILE=os.devnull).
+        # pip's default verifies with its vendored truststore, i.e. the OS
+        # store, so bare pip needs nothing more; with legacy-certs bare pip
+        # trusts only its vendored certifi and needs --cert (the benchmark CA
+        # alone) to reach the index at all: that is its baseline.
+        pip_env = {
+            **self.os_store_environ(),
+            "PIP_CONFIG_FILE": os.devnull,
+            "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+            "PIP_NO_INPUT": "1",
+        }
+        variants = [
+            ("bare", "default", self.envs["bare"], False),
+            ("ours", "default", self.envs["ours"], False),
+            ("bare", "legacy-certs", self.envs["bare"], True),
+            ("ours", "legacy-certs", self.envs["ours"], False),
+        ]
+        downloads = self.work / "pip-downloads"
+        counter = [0]
+
+        def run(env: venvs.Env, mode: str, cert: bool, url: str) -> tuple[float, float, int, str]:
+            counter[0] += 1
+            dest = downloads / str(counter[0])
+            dest.mkdir(parents=True)
+            try:
+                found = timed_process(
+                    self._pip_argv(env, url, mode, cert, dest),
+                    product_environ(pip_env),
+                    self.work,
+                    timeout=120,
+                )
+                wheels = len(list(dest.glob("*.whl")))
+            finally:
+                shutil.rmtree(dest, ignore_errors=True)
+            if found[2] == 0 and wheels != len(self.index_packages):
+                raise ProbeError(
+                    f"pip exited 0 but downloaded {wheels} wheels:\n{found[3][-2000:]}"
+                )
+            return found
+
+        checks: dict[str, str] = {}
+        for name, mode, env, cert in variants:  # preflight + warm-up
+            key = f"{name} {mode}"
+            _w, _c, code, text = run(env, mode, cert, self.untrusted_index.url)
+            if code == 0 or "certificate verify failed" not in text.lower():
+                raise ProbeError(f"pip {key}: the untrusted index was not refused:\n{text[-2000:]}")
+            if self.plan.quick:  # the measured run below checks the trusted index
+                checks[key] = "ok"
+                continue
+            _w, _c, code, text = run(env, mode, cert, self.index.url)
+            if code != 0:
+                raise ProbeError(
+                    f"pip {key}: download from the trusted index failed:\n{text[-3000:]}"
+                )
+            checks[key] = "ok"
+        wall: dict[str, list[float | None]] = {f"{v[0]} {v[1]}": [] for v in variants}
+        cpu: dict[str, list[float | None]] = {f"{v[0]} {v[1]}": [] for v in variants}
+        for rnd in range(self.plan.pip_rounds):
+            order = list(variants)
+            self.rng.shuffle(order)
+            for name, mode, env, cert in order:
+                w, c, code, text = run(env, mode, cert, self.index.url)
+                if code != 0:
+                    raise ProbeError(f"pip {name} {mode} failed:\n{text[-3000:]}")
+                wall[f"{name} {mode}"].append(w)
+                cpu[f"{name} {mode}"].append(c)
+            log(f"pip: round {rnd + 1}/{self.plan.pip_rounds}")
+        result: dict[str, Any] = {"packages": self.index_packages, "checks": checks}
+        for mode in ("default", "legacy-certs"):
+            base = f"bare {mode}"
+            result[mode] = {
+                name: {
+                    **_paired(wall[f"{name} {mode}"], wall[base]),
+                    "cpu": _paired(cpu[f"{name} {mode}"], cpu[base]),
+                }
+                for name in ("bare", "ours")
+            }
+        result["bare_cert"] = {"default": None, "legacy-certs": "the benchmark CA (--cert)"}
+        return result
+
+    # -- row 9: distribution layouts, in a mount namespace ---------------------------------
+    def row_layouts(self) -> dict[str, Any]:
+        prefix, reason = stores.namespace_prefix()
+        if prefix is None:
+            log(f"layouts: skipped ({reason})")
+            return {"skipped": reason}
+        paths = ssl.get_default_verify_paths()
+        scripts = {
+            name: stores.build_layout(
+                name,
+                self.work / "layouts" / name,
+                self.os_pems,
+                (paths.openssl_cafile, paths.openssl_capath),
+            )
+            for name in DISTRO_LAYOUTS
+        }
+        variants: list[tuple[str, venvs.Env, dict[str, Any]]] = [
+            ("bare", self.envs["bare"], {"ca_certs": self.bare_bundle}),
+            ("bare-os", self.envs["bare"], {}),
+            ("ours", self.envs["ours"], {}),
+        ]
+        result: dict[str, Any] = {"namespace": " ".join(prefix)}
+        for layout in DISTRO_LAYOUTS:
+            outs: dict[str, list[dict[str, Any]]] = {v[0]: [] for v in variants}
+            for _ in range(self.plan.layout_rounds):
+                order = list(variants)
+                self.rng.shuffle(order)
+                for name, env, spec_extra in order:
+                    spec = {
+                        "mode": "layout",
+                        "url": self.fast.url,
+                        "untrusted_url": self.untrusted.url,
+                        "port": self.fast.port,
+                        "budget_s": self.plan.layout_budget_s,
+                        "min_n": 3,
+                        "max_n": 200,
+                        **spec_extra,
+                    }
+                    out = self.probe(env, spec, {}, prefix=[*prefix, "sh", str(scripts[layout])])
+                    if out["untrusted"] != "ok":
+                        raise ProbeError(f"layout {layout}, {name}: {out['untrusted']}")
+                    outs[name].append(out)
+            # plain = the standard library's create_default_context() (both bare runs)
+            plain = [o for name in ("bare", "bare-os") for o in outs[name]]
+            firsts = {
+                name: stats.median([o["first_ms"] for o in got]) for name, got in outs.items()
+            }
+            firsts_cpu = {
+                name: stats.median([o["first_cpu_ms"] for o in got]) for name, got in outs.items()
+            }
+            new_conn = {
+                "plain": stats.median([x for o in plain for x in o["new_ctx_conn_ms"]]),
+                "ours": stats.median([x for o in outs["ours"] for x in o["new_ctx_conn_ms"]]),
+            }
+            create = {
+                "plain": stats.median([x for o in plain for x in o["create_ms"]]),
+                "ours": stats.median([x for o in outs["ours"] for x in o["create_ms"]]),
+            }
+            result[layout] = {
+                "label": stores.LAYOUTS[layout].label,
+                "describe": stores.LAYOUTS[layout].describe,
+                "first_ms": firsts,
+                "first_ratio": stats.ratio(firsts["ours"], firsts["bare"]),
+                "first_ratio_os": stats.ratio(firsts["ours"], firsts["bare-os"]),
+                "first_cpu_ms": firsts_cpu,
+                "first_cpu_ratio": stats.ratio(firsts_cpu["ours"], firsts_cpu["bare"]),
+                "new_ctx_conn_ms": new_conn,
+                "new_ctx_conn_ratio": stats.ratio(new_conn["ours"], new_conn["plain"]),
+                "create_ms": create,
+                "processes": len(outs["ours"]),
+                "ours_store": outs["ours"][0]["store"] if outs["ours"] else None,
+                "context_class": outs["ours"][0]["context_class"] if outs["ours"] else None,
+            }
+            log(f"layouts: {layout} done")
+        return result
+
+    # -- row 10: memory with many live contexts -----------------------------------------
+    def row_memory(self) -> dict[str, Any]:
+        variants = [("bare", self.envs["bare"]), ("ours", self.envs["ours"])]
+        self.rng.shuffle(variants)
+        found: dict[str, Any] = {}
+        for name, env in variants:
+            spec = {
+                "mode": "memory",
+                "port": self.fast.port,
+                "count": self.plan.memory_count,
+                "budget_s": 120.0,
+            }
+            found[name] = self.probe(env, spec, self.os_store_environ())
+        found["ratio"] = stats.ratio(found["ours"]["delta_kib"], found["bare"]["delta_kib"])
+        log("memory: done")
+        return found
+
+
+def timed_process(
+    argv: list[str], environ: dict[str, str], cwd: Path, timeout: float = STARTUP_TIMEOUT
+) -> tuple[float, float, int, str]:
+    """Run *argv* to the end: (wall ms, the child's CPU ms from wait4, exit
+    code, its output).  A hung process is killed after *timeout*."""
+    with tempfile.TemporaryFile() as output:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(
+            argv, env=environ, cwd=cwd, stdin=subprocess.DEVNULL, stdout=output, stderr=output
+        )
+        watchdog = threading.Timer(timeout, proc.kill)
+        watchdog.start()
+        try:
+            _pid, status, usage = os.wait4(proc.pid, 0)
+        finally:
+            watchdog.cancel()
+        elapsed = time.perf_counter() - t0
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        output.seek(0)
+        text = output.read().decode(errors="replace")
+    return elapsed * 1000.0, (usage.ru_utime + usage.ru_stime) * 1000.0, proc.returncode, text
+
+
+def _compare(
+    times: dict[str, list[float]],
+    cpu: dict[str, list[float]],
+    firsts: dict[str, list[float]],
+    first_cpu: dict[str, list[float]],
+) -> dict[str, Any]:
+    """Medians and ratios to "bare" of per-operation and first-in-process
+    times (wall clock and the measuring process's CPU time)."""
+    base = stats.median(times["bare"])
+    base_cpu = stats.median(cpu["bare"])
+    base_first = stats.median(firsts["bare"])
+    base_first_cpu = stats.median(first_cpu["bare"])
+    return {
+        name: {
+            "ms": stats.summary(times[name]),
+            "ratio": stats.ratio(stats.median(times[name]), base),
+            "cpu_ms": stats.summary(cpu[name]),
+            "cpu_ratio": stats.ratio(stats.median(cpu[name]), base_cpu),
+            "first_ms": stats.summary(firsts[name]),
+            "first_ratio": stats.ratio(stats.median(firsts[name]), base_first),
+            "first_cpu_ms": stats.summary(first_cpu[name]),
+            "first_cpu_ratio": stats.ratio(stats.median(first_cpu[name]), base_first_cpu),
+        }
+        for name in times
+    }
 
 
 def _paired(values: list[float | None], base: list[float | None]) -> dict[str, Any]:

@@ -79,9 +79,35 @@ def _requests_once(url: str, ca_certs: str | None) -> None:
     response.raise_for_status()
 
 
+def _httpx_client(ca_certs: str | None) -> Any:
+    """A new ``httpx.Client`` as a program makes it.
+
+    ``trust_env=False``: the orchestrator's SSL_CERT_FILE/SSL_CERT_DIR stand
+    for the OS store (for OpenSSL and the injected code), and httpx would
+    otherwise load that file itself, which it does not do on a machine where
+    they are unset (it loads certifi).  With *ca_certs* (bare: certifi plus
+    the benchmark CA) the context is made per client from that file, which
+    is what httpx does with certifi's file by default.
+    """
+    import httpx
+
+    if ca_certs:
+        import ssl
+
+        return httpx.Client(trust_env=False, verify=ssl.create_default_context(cafile=ca_certs))
+    return httpx.Client(trust_env=False)
+
+
+def _httpx_once(url: str, ca_certs: str | None) -> None:
+    with _httpx_client(ca_certs) as client:
+        response = client.get(url, timeout=IO_TIMEOUT)
+    response.raise_for_status()
+
+
 CLIENTS: dict[str, Callable[[str, str | None], None]] = {
     "urllib3": _urllib3_once,
     "requests": _requests_once,
+    "httpx": _httpx_once,
 }
 
 
@@ -92,6 +118,7 @@ def _versions() -> dict[str, str | None]:
     for dist in (
         "requests",
         "urllib3",
+        "httpx",
         "certifi",
         "pip",
         "truststore",
@@ -142,9 +169,9 @@ def mode_conn(spec: dict[str, Any]) -> dict[str, Any]:
     # process that has its libraries loaded (the public truststore's
     # inject_into_ssl() has already imported urllib3, the others not).
     __import__(spec["client"])
-    start = _now()
+    start, start_cpu = _now(), _cpu()
     once(url, ca_certs)
-    first = _now() - start
+    first, first_cpu = _now() - start, _cpu() - start_cpu
     times: list[float] = []
     cpu: list[float] = []
     deadline = _now() + spec["budget_s"]
@@ -153,7 +180,12 @@ def mode_conn(spec: dict[str, Any]) -> dict[str, Any]:
         once(url, ca_certs)
         times.append(_ms(_now() - t0))
         cpu.append(_ms(_cpu() - c0))
-    return {"first_ms": _ms(first), "times_ms": times, "cpu_ms": cpu}
+    return {
+        "first_ms": _ms(first),
+        "first_cpu_ms": _ms(first_cpu),
+        "times_ms": times,
+        "cpu_ms": cpu,
+    }
 
 
 # -- raw handshakes on a chosen context -------------------------------------
@@ -342,9 +374,12 @@ def mode_scale(spec: dict[str, Any]) -> dict[str, Any]:
     the store the orchestrator set up.  Contexts come from
     ``ssl.create_default_context()``, i.e. whatever this environment's
     injection (or none) makes of it, as urllib3 and requests get them."""
+    return _context_costs(spec, (HOST, spec["port"]))
+
+
+def _context_costs(spec: dict[str, Any], address: tuple[str, int]) -> dict[str, Any]:
     import ssl
 
-    address = (HOST, spec["port"])
     t0 = _now()
     first = ssl.create_default_context()
     cold_create = _now() - t0
@@ -379,6 +414,116 @@ def mode_scale(spec: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def mode_client_create(spec: dict[str, Any]) -> dict[str, Any]:
+    """``httpx.Client()`` creation alone (and closing it), no request: what
+    a program pays that makes a client per task.  The first creation of the
+    process is reported apart."""
+    import httpx  # noqa: F401  (imports are not what this row measures)
+
+    ca_certs = spec.get("ca_certs")
+    t0, c0 = _now(), _cpu()
+    _httpx_client(ca_certs).close()
+    first, first_cpu = _now() - t0, _cpu() - c0
+    times: list[float] = []
+    cpu: list[float] = []
+    deadline = _now() + spec["budget_s"]
+    while len(times) < spec["n"] and (_now() < deadline or len(times) < spec["min_n"]):
+        t0, c0 = _now(), _cpu()
+        client = _httpx_client(ca_certs)
+        times.append(_ms(_now() - t0))
+        cpu.append(_ms(_cpu() - c0))
+        client.close()
+    return {
+        "first_ms": _ms(first),
+        "first_cpu_ms": _ms(first_cpu),
+        "times_ms": times,
+        "cpu_ms": cpu,
+    }
+
+
+def _rss_kib() -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise RuntimeError("no VmRSS in /proc/self/status")
+
+
+def mode_memory(spec: dict[str, Any]) -> dict[str, Any]:
+    """Resident memory held by ``count`` live client contexts, each made by
+    ``ssl.create_default_context()`` and used for one handshake (so that
+    whatever is loaded on first use is loaded), all kept referenced."""
+    import gc
+    import ssl
+
+    address = (HOST, spec["port"])
+    warm = ssl.create_default_context()  # first-context costs are not per context
+    _handshake(warm, address)
+    gc.collect()
+    before = _rss_kib()
+    contexts = []
+    deadline = _now() + spec["budget_s"]
+    t0 = _now()
+    for _ in range(spec["count"]):
+        ctx = ssl.create_default_context()
+        _handshake(ctx, address)
+        contexts.append(ctx)
+        if _now() > deadline:
+            break
+    elapsed = _now() - t0
+    gc.collect()
+    after = _rss_kib()
+    return {
+        "count": len(contexts),
+        "rss_before_kib": before,
+        "rss_after_kib": after,
+        "delta_kib": after - before,
+        "per_context_kib": round((after - before) / max(1, len(contexts)), 2),
+        "seconds": round(elapsed, 3),
+        "context_class": type(warm).__module__ + "." + type(warm).__qualname__,
+    }
+
+
+def _store_summary() -> str | None:
+    """How the product (if installed) read this store: diagnostics for the
+    layout rows; private API, so any failure just gives None."""
+    try:
+        from truststore import _openssl  # type: ignore[attr-defined]
+
+        return str(_openssl.describe_store())
+    except Exception:
+        return None
+
+
+def mode_layout(spec: dict[str, Any]) -> dict[str, Any]:
+    """The distribution-layout rows, inside the layout's mount namespace:
+    the first urllib3 request of the process (new PoolManager; ``ca_certs``
+    for bare with certifi, none for urllib3's own default, the OS store),
+    proof that an untrusted server is refused, then the scale row's
+    per-context costs on ``ssl.create_default_context()``."""
+    import urllib3  # noqa: F401  (the first request is timed after imports)
+
+    url, ca_certs = spec["url"], spec.get("ca_certs")
+    t0, c0 = _now(), _cpu()
+    _urllib3_once(url, ca_certs)
+    first, first_cpu = _now() - t0, _cpu() - c0
+    refused = "FAILED: an untrusted certificate was accepted"
+    try:
+        _urllib3_once(spec["untrusted_url"], ca_certs)
+    except Exception as exc:
+        refused = "ok" if _is_verify_failure(exc) else f"FAILED: wrong error {exc!r}"
+    result = _context_costs(spec, (HOST, spec["port"]))
+    result.update(
+        {
+            "first_ms": _ms(first),
+            "first_cpu_ms": _ms(first_cpu),
+            "untrusted": refused,
+            "store": _store_summary(),
+        }
+    )
+    return result
+
+
 MODES: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "preflight": mode_preflight,
     "conn": mode_conn,
@@ -386,6 +531,9 @@ MODES: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "threads": mode_threads,
     "asyncio": mode_asyncio,
     "scale": mode_scale,
+    "client_create": mode_client_create,
+    "memory": mode_memory,
+    "layout": mode_layout,
 }
 
 

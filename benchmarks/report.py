@@ -9,6 +9,14 @@ from typing import Any
 from . import stats
 
 NOT_SLOWER_TOLERANCE = 1.05  # "not slower": medians within 5 % (run-to-run noise)
+FASTER = 0.9  # "faster": at most 0.9x, clear of the noise around 1.0x (issue 13)
+STARTUP_BUDGET_MS = 0.3  # issue 13 (SPEC.md's original budget was 1 ms)
+IMPORT_SSL_BUDGET_MS = 1.0  # issue 13
+REQUESTS_SESSION_TARGET = 0.2  # issue 11
+FIRST_REQUEST_TARGET = 0.6  # issues 11 and 13
+HTTPX_CLIENT_TARGET = 0.1  # issue 11
+FEDORA_CONTEXT_TARGET = 0.2  # issue 13
+CONN_FIRST_CLIENTS = ("requests", "httpx", "urllib3")
 
 
 def _ms(value: float | None) -> str:
@@ -39,11 +47,16 @@ def _met(flag: bool | None) -> str:
 
 
 def evaluate_targets(rows: dict[str, Any]) -> list[dict[str, Any]]:
-    """Each promise of SPEC.md / issue 5 with its measured value and verdict."""
+    """Each promise of SPEC.md and issues 5, 11 and 13 with its measured
+    value and verdict.  "Faster" means <= FASTER of the baseline, so that
+    run-to-run noise around 1.0x never reads as a win."""
     targets: list[dict[str, Any]] = []
 
     def add(ident: str, text: str, value: str, met: bool | None) -> None:
         targets.append({"id": ident, "target": text, "measured": value, "met": met})
+
+    def at_most(ratio: float | None, limit: float) -> bool | None:
+        return None if ratio is None else ratio <= limit
 
     startup = rows.get("startup")
     if startup:
@@ -51,31 +64,64 @@ def evaluate_targets(rows: dict[str, Any]) -> list[dict[str, Any]]:
         on_ms, off_ms = ours["diff_ms"]["median"], off["diff_ms"]["median"]
         add(
             "1",
-            "start-up: `python -c pass` with injection on costs <= 1 ms over bare "
-            "(median of paired differences, wall clock)",
+            f"start-up: `python -c pass` with injection on costs <= {STARTUP_BUDGET_MS} ms over "
+            "bare (median of paired differences, wall clock; issue 13)",
             f"{_signed_ms(on_ms)} (CPU {_signed_ms(ours['cpu']['diff_ms']['median'])}; "
             f"{ours['pairs']} pairs)",
-            on_ms <= 1.0,
+            None if on_ms is None else on_ms <= STARTUP_BUDGET_MS,
         )
         add(
             "1-off",
-            "start-up with injection off (TRUSTSTORE_INJECT=0) costs no more than with it on",
+            "start-up with injection off (TRUSTSTORE_INJECT=0) costs less than with it on",
             f"{_signed_ms(off_ms)} vs {_signed_ms(on_ms)} "
             f"(CPU {_signed_ms(off['cpu']['diff_ms']['median'])} vs "
             f"{_signed_ms(ours['cpu']['diff_ms']['median'])})",
-            off_ms <= on_ms,
+            None if on_ms is None or off_ms is None else off_ms <= on_ms,
         )
+        if "import ssl" in startup:
+            entry = startup["import ssl"]["ours"]
+            diff = entry["diff_ms"]["median"]
+            add(
+                "1-ssl",
+                f"`python -c 'import ssl'` with injection on costs <= +{IMPORT_SSL_BUDGET_MS} ms "
+                "over bare (median of paired differences, start-up included; issue 13)",
+                f"{_signed_ms(diff)} (CPU {_signed_ms(entry['cpu']['diff_ms']['median'])}; "
+                f"{entry['pairs']} pairs; start-up included: the import alone, per round "
+                f"minus the `pass` difference: "
+                f"{_signed_ms(entry.get('import_only_ms', {}).get('median'))})",
+                None if diff is None else diff <= IMPORT_SSL_BUDGET_MS,
+            )
     conn = rows.get("connection")
     if conn:
-        for client in ("urllib3", "requests"):
+        limits = {"urllib3": FASTER, "requests": REQUESTS_SESSION_TARGET, "httpx": FASTER}
+        for client, limit in limits.items():
+            if client not in conn:
+                continue
             entry = conn[client]["ours"]
-            ratio = entry["ratio"]
+            what = {
+                "urllib3": "new PoolManager",
+                "requests": "new Session",
+                "httpx": "new Client",
+            }[client]
             add(
                 f"2-{client}",
-                f"new HTTPS connection ({client}): ours faster than bare (certifi), "
-                "hashed CA directory present",
-                f"{_x(ratio)} (client CPU {_x(entry['cpu_ratio'])})",
-                None if ratio is None else ratio < 1.0,
+                f"new HTTPS connection ({client}, {what} per request), hashed CA directory "
+                f"present: ours <= {limit}x bare (certifi)",
+                f"{_x(entry['ratio'])} (client CPU {_x(entry['cpu_ratio'])})",
+                at_most(entry["ratio"], limit),
+            )
+        for client in CONN_FIRST_CLIENTS:
+            if client not in conn:
+                continue
+            entry = conn[client]["ours"]
+            add(
+                f"2-first-{client}",
+                f"first request of a fresh process ({client}), OS store through "
+                f"SSL_CERT_FILE/SSL_CERT_DIR: ours <= {FIRST_REQUEST_TARGET}x bare (certifi)",
+                f"{_x(entry['first_ratio'])} ({_ms(entry['first_ms']['median'])} vs "
+                f"{_ms(conn[client]['bare']['first_ms']['median'])}; client CPU "
+                f"{_x(entry['first_cpu_ratio'])}; processes: {entry['first_ms']['n']})",
+                at_most(entry["first_ratio"], FIRST_REQUEST_TARGET),
             )
         entry = conn["urllib3"]["ours-bundle-only"]
         control = conn["urllib3"]["bare-os-bundle"]
@@ -86,8 +132,58 @@ def evaluate_targets(rows: dict[str, Any]) -> list[dict[str, Any]]:
             "new HTTPS connection (urllib3), OS store without a hashed directory: ours not "
             f"slower than bare urllib3 given the same bundle (<= {NOT_SLOWER_TOLERANCE:.2f}x)",
             f"{_x(ratio)} (client CPU {_x(cpu_ratio)}); vs certifi: {_x(entry['ratio'])}",
-            None if ratio is None else ratio <= NOT_SLOWER_TOLERANCE,
+            at_most(ratio, NOT_SLOWER_TOLERANCE),
         )
+    layouts = rows.get("layouts")
+    if layouts and "skipped" not in layouts:
+        for name in ("debian", "fedora"):
+            entry = layouts.get(name)
+            if not entry:
+                continue
+            add(
+                f"9-first-{name}",
+                f"first request of a fresh process (urllib3), {entry['label']} layout (mount "
+                f"namespace): ours <= {FIRST_REQUEST_TARGET}x bare (certifi)",
+                f"{_x(entry['first_ratio'])} ({_ms(entry['first_ms']['ours'])} vs "
+                f"{_ms(entry['first_ms']['bare'])}; client CPU {_x(entry['first_cpu_ratio'])}; "
+                f"vs urllib3 on the OS store: {_x(entry['first_ratio_os'])}; "
+                f"processes: {entry['processes']})",
+                at_most(entry["first_ratio"], FIRST_REQUEST_TARGET),
+            )
+        entry = layouts.get("fedora")
+        if entry:
+            add(
+                "9-fedora",
+                f"new context + handshake, Fedora/RHEL layout: ours <= {FEDORA_CONTEXT_TARGET}x "
+                "bare (plain `ssl.create_default_context()`)",
+                f"{_x(entry['new_ctx_conn_ratio'])} ({_ms(entry['new_ctx_conn_ms']['ours'])} vs "
+                f"{_ms(entry['new_ctx_conn_ms']['plain'])})",
+                at_most(entry["new_ctx_conn_ratio"], FEDORA_CONTEXT_TARGET),
+            )
+    elif layouts:
+        add("9", "distribution layouts (Fedora/RHEL, first request)", layouts["skipped"], None)
+    httpx = rows.get("httpx")
+    if httpx:
+        entry = httpx["ours"]
+        add(
+            "7",
+            f"`httpx.Client()` creation: ours <= {HTTPX_CLIENT_TARGET}x bare (certifi)",
+            f"{_x(entry['ratio'])} ({_ms(entry['ms']['median'])} vs "
+            f"{_ms(httpx['bare']['ms']['median'])}; client CPU {_x(entry['cpu_ratio'])})",
+            at_most(entry["ratio"], HTTPX_CLIENT_TARGET),
+        )
+    pip = rows.get("pip")
+    if pip:
+        for mode in ("default", "legacy-certs"):
+            entry = pip[mode]["ours"]
+            add(
+                f"8-{mode}",
+                f"pip download from a local HTTPS index ({mode}): ours not slower than bare "
+                f"pip (<= {NOT_SLOWER_TOLERANCE:.2f}x)",
+                f"{_x(entry['ratio'])} ({_signed_ms(entry['diff_ms']['median'])} paired; "
+                f"CPU {_signed_ms(entry['cpu']['diff_ms']['median'])})",
+                at_most(entry["ratio"], NOT_SLOWER_TOLERANCE),
+            )
     reused = rows.get("reused")
     if reused:
         ratio = reused["ours"]["ratio"]
@@ -104,7 +200,7 @@ def evaluate_targets(rows: dict[str, Any]) -> list[dict[str, Any]]:
             "4",
             "8 threads, one context, 250 ms stalled handshakes: wall time within 10 % of plain ssl",
             _x(ratio),
-            None if ratio is None else ratio <= 1.10,
+            at_most(ratio, 1.10),
         )
     return targets
 
@@ -137,12 +233,30 @@ def main_table(rows: dict[str, Any]) -> str:
                 f"| 1 | start-up {label}, median of paired differences | bare {_ms(data['bare']['ms']['median'])} (CPU {_ms(data['bare']['cpu']['ms']['median'])}) "
                 f"| {over('ours')}; injection off {over('ours-off')} | {over('truststore')} | {over('pip-system-certs')} |"
             )
+        if "import ssl" in startup:
+            data = startup["import ssl"]
+
+            def over_ssl(name: str, data: dict[str, Any] = data) -> str:
+                entry = data[name]
+                return (
+                    f"{_signed_ms(entry['diff_ms']['median'])} ({_x(entry['ratio'])}; "
+                    f"CPU {_signed_ms(entry['cpu']['diff_ms']['median'])})"
+                )
+
+            lines.append(
+                "| 1 | start-up `python -c 'import ssl'`, median of paired differences "
+                f"| bare {_ms(data['bare']['ms']['median'])} (CPU {_ms(data['bare']['cpu']['ms']['median'])}) "
+                f"| {over_ssl('ours')}; injection off {over_ssl('ours-off')} | (not measured) | (not measured) |"
+            )
     conn = rows.get("connection")
     if conn:
         for client, label in (
             ("urllib3", "urllib3, new PoolManager per request"),
             ("requests", "requests, new Session per request"),
+            ("httpx", "httpx, new Client per request"),
         ):
+            if client not in conn:
+                continue
             data = conn[client]
 
             def cell(name: str, data: dict[str, Any] = data) -> str:
@@ -165,7 +279,9 @@ def main_table(rows: dict[str, Any]) -> str:
             first = {n: e["first_ms"]["median"] for n, e in data.items()}
             lines.append(
                 f"| 2 | first request of a fresh process, {client} | bare {_ms(first['bare'])} "
-                f"| {_ms(first['ours'])} ({_x(data['ours']['first_ratio'])}) "
+                f"(CPU {_ms(data['bare']['first_cpu_ms']['median'])}) "
+                f"| {_ms(first['ours'])} ({_x(data['ours']['first_ratio'])}; "
+                f"CPU {_x(data['ours']['first_cpu_ratio'])}) "
                 f"| {_ms(first['truststore'])} ({_x(data['truststore']['first_ratio'])}) "
                 f"| {_ms(first['pip-system-certs'])} ({_x(data['pip-system-certs']['first_ratio'])}) |"
             )
@@ -205,6 +321,84 @@ def main_table(rows: dict[str, Any]) -> str:
             "server) on the same context; the loop's own TLS connections completed "
             f"| plain ssl {stall(ours['plain'])} | {stall(ours['truststore'])} "
             f"| {stall(public['truststore'])} | (same as public) |"
+        )
+    httpx = rows.get("httpx")
+    if httpx:
+
+        def made(name: str, key: str = "ms", ratio: str = "ratio") -> str:
+            entry = httpx[name]
+            return f"{_ms(entry[key]['median'])} ({_x(entry[ratio])})"
+
+        lines.append(
+            "| 7 | `httpx.Client()` creation alone (no request) "
+            f"| bare {_ms(httpx['bare']['ms']['median'])} (CPU {_ms(httpx['bare']['cpu_ms']['median'])}) "
+            f"| {made('ours')} | {made('truststore')} | {made('pip-system-certs')} |"
+        )
+        lines.append(
+            "| 7 | first `httpx.Client()` of a process "
+            f"| bare {_ms(httpx['bare']['first_ms']['median'])} "
+            f"| {made('ours', 'first_ms', 'first_ratio')} "
+            f"| {made('truststore', 'first_ms', 'first_ratio')} "
+            f"| {made('pip-system-certs', 'first_ms', 'first_ratio')} |"
+        )
+    pip = rows.get("pip")
+    if pip:
+        packages = len(pip["packages"])
+        for mode, how in (
+            ("default", "pip's vendored truststore, the OS store"),
+            ("legacy-certs", "`--use-deprecated=legacy-certs --cert <benchmark CA>`"),
+        ):
+            bare, ours = pip[mode]["bare"], pip[mode]["ours"]
+            lines.append(
+                f"| 8 | `pip download` of {packages} wheels from a local HTTPS index, {mode} "
+                f"| bare {_ms(bare['ms']['median'])} (CPU {_ms(bare['cpu']['ms']['median'])}; {how}) "
+                f"| {_signed_ms(ours['diff_ms']['median'])} ({_x(ours['ratio'])}; "
+                f"CPU {_signed_ms(ours['cpu']['diff_ms']['median'])}) | (not measured) | (not measured) |"
+            )
+    memory = rows.get("memory")
+    if memory:
+        bare, ours = memory["bare"], memory["ours"]
+
+        def rss(entry: dict[str, Any]) -> str:
+            text = (
+                f"{entry['delta_kib'] / 1024:.1f} MiB ({entry['per_context_kib']:.0f} KiB "
+                "per context)"
+            )
+            if entry["count"] != max(bare["count"], ours["count"]):
+                text += f" [time limit: {entry['count']:,} contexts]"
+            return text
+
+        lines.append(
+            f"| 10 | memory: RSS growth with {max(bare['count'], ours['count']):,} live contexts "
+            "(`ssl.create_default_context()`, one handshake each) "
+            f"| bare {rss(bare)} | {rss(ours)} ({_x(memory['ratio'])}) | (not measured) | (not measured) |"
+        )
+    return head + "\n".join(lines) + "\n"
+
+
+def layouts_table(rows: dict[str, Any]) -> str:
+    layouts = rows.get("layouts")
+    if not layouts:
+        return ""
+    if "skipped" in layouts:
+        return f"Not measured: {layouts['skipped']}\n"
+    head = (
+        "| layout | first request of a fresh process, urllib3: bare (certifi) / urllib3 on "
+        "the OS store / ours | new context + handshake: plain / ours | context creation: "
+        "plain / ours | ours read the store as |\n|---|---|---|---|---|\n"
+    )
+    lines = []
+    for entry in layouts.values():
+        if not isinstance(entry, dict):
+            continue
+        first, conn, create = entry["first_ms"], entry["new_ctx_conn_ms"], entry["create_ms"]
+        lines.append(
+            f"| {entry['label']} "
+            f"| {_ms(first['bare'])} / {_ms(first['bare-os'])} / {_ms(first['ours'])} "
+            f"({_x(entry['first_ratio'])}; {_x(entry['first_ratio_os'])}) "
+            f"| {_ms(conn['plain'])} / {_ms(conn['ours'])} ({_x(entry['new_ctx_conn_ratio'])}) "
+            f"| {_ms(create['plain'])} / {_ms(create['ours'])} "
+            f"| {entry['ours_store'] or 'n/a'} |"
         )
     return head + "\n".join(lines) + "\n"
 
@@ -255,7 +449,20 @@ def render_text(results: dict[str, Any]) -> str:
     scale = scale_table(rows)
     if scale:
         parts += ["\n## Scale (medians; ms)\n", scale]
-    parts += ["\n## Targets\n", targets_table(results["targets"])]
+    layouts = layouts_table(rows)
+    if layouts:
+        parts += [
+            "\n## Distribution layouts (mount namespace; medians)\n",
+            "In brackets: ours / bare (certifi), ours / urllib3 on the OS store; ours / plain.\n\n",
+            layouts,
+        ]
+    parts.append("\n## Targets\n")
+    if results.get("meta", {}).get("quick"):
+        parts.append(
+            "A --quick run: one process or a few samples per figure, so these verdicts only "
+            "show that the rows work; the full run's are the ones to read.\n\n"
+        )
+    parts.append(targets_table(results["targets"]))
     return "".join(parts)
 
 
@@ -270,6 +477,7 @@ def write_json(results: dict[str, Any], path: Path) -> None:
 
 COLORS = {
     "bare": "#8c8c8c",
+    "bare-pip": "#8c8c8c",
     "plain": "#8c8c8c",
     "ours": "#1f77b4",
     "ours-off": "#9ecae1",
@@ -280,6 +488,7 @@ COLORS = {
 }
 LABELS = {
     "bare": "bare (certifi)",
+    "bare-pip": "bare pip",
     "plain": "plain ssl",
     "ours": "ours",
     "ours-off": "ours, injection off",
@@ -297,7 +506,7 @@ def write_chart(results: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     rows = results["rows"]
-    fig, axes = plt.subplots(2, 3, figsize=(16, 9.5))
+    fig, axes = plt.subplots(3, 3, figsize=(16, 14))
     fig.suptitle(
         "truststore-auto vs the alternatives (medians; lower is better unless noted)\n"
         f"{results['meta']['machine'].get('cpu_model')}, {results['meta']['machine']['nproc']} CPUs, "
@@ -328,11 +537,17 @@ def write_chart(results: dict[str, Any], path: Path) -> None:
     ax = axes[0][0]
     if "startup" in rows:
         names = ["ours", "ours-off", "truststore", "pip-system-certs"]
-        progs = ["pass", "import requests"]
+        progs = [p for p in ("pass", "import requests", "import ssl") if p in rows["startup"]]
         bars(
             ax,
-            ["python -c pass", "import requests"],
-            {n: [rows["startup"][p][n]["diff_ms"]["median"] for p in progs] for n in names},
+            ["python -c pass" if p == "pass" else p for p in progs],
+            {
+                n: [
+                    rows["startup"][p][n]["diff_ms"]["median"] if n in rows["startup"][p] else None
+                    for p in progs
+                ]
+                for n in names
+            },
             "ms over bare",
         )
         ax.axhline(1.0, color="red", linewidth=0.8, linestyle="--")
@@ -350,11 +565,18 @@ def write_chart(results: dict[str, Any], path: Path) -> None:
             "truststore",
             "pip-system-certs",
         ]
-        clients = ["urllib3", "requests"]
         conn = rows["connection"]
+        clients = [c for c in ("urllib3", "requests", "httpx") if c in conn]
         bars(
             ax,
-            ["urllib3 new PoolManager", "requests new Session"],
+            [
+                {
+                    "urllib3": "urllib3 new PoolManager",
+                    "requests": "requests new Session",
+                    "httpx": "httpx new Client",
+                }[c]
+                for c in clients
+            ],
             {
                 n: [conn[c][n]["ms"]["median"] if n in conn[c] else None for c in clients]
                 for n in names
@@ -441,6 +663,52 @@ def write_chart(results: dict[str, Any], path: Path) -> None:
         ax.set_ylabel("new context + handshake, ms")
         ax.legend(fontsize=6, ncol=1)
         ax.set_title("6. scale: per-connection cost (new context)", fontsize=10)
+
+    ax = axes[2][0]
+    if "connection" in rows:
+        conn = rows["connection"]
+        clients = [c for c in ("urllib3", "requests", "httpx") if c in conn]
+        names = ["bare", "ours", "truststore", "pip-system-certs"]
+        bars(
+            ax,
+            clients,
+            {n: [conn[c][n]["first_ms"]["median"] for c in clients] for n in names},
+            "ms, first request after imports",
+        )
+        ax.set_title("2. first request of a fresh process", fontsize=10)
+
+    ax = axes[2][1]
+    layouts = rows.get("layouts")
+    if layouts and "skipped" not in layouts:
+        found = [(n, e) for n, e in layouts.items() if isinstance(e, dict)]
+        bars(
+            ax,
+            [e["label"] for _, e in found],
+            {
+                "plain": [e["new_ctx_conn_ms"]["plain"] for _, e in found],
+                "ours": [e["new_ctx_conn_ms"]["ours"] for _, e in found],
+            },
+            "new context + handshake, ms",
+        )
+        ax.set_yscale("log")
+        ax.set_title("9. distribution layouts (mount namespace)", fontsize=10)
+
+    ax = axes[2][2]
+    pip = rows.get("pip")
+    if pip:
+        modes = ["default", "legacy-certs"]
+        bars(
+            ax,
+            ["pip default (truststore)", "pip legacy-certs (bare: --cert)"],
+            {
+                "bare-pip" if n == "bare" else n: [pip[m][n]["ms"]["median"] for m in modes]
+                for n in ("bare", "ours")
+            },
+            "ms per `pip download` process",
+        )
+        ax.set_title(
+            f"8. pip download, {len(pip['packages'])} wheels, local HTTPS index", fontsize=10
+        )
 
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,6 +1,9 @@
 """The environments compared, each a virtualenv of its own.
 
-* ``bare``: requests, urllib3, certifi; nothing that changes verification.
+* ``bare``: requests, urllib3, httpx, certifi and a current pip (the pip
+  row needs pip >= 24.2, whose vendored truststore and
+  ``--use-deprecated=legacy-certs`` it compares); nothing that changes
+  verification.
 * ``ours``: the same plus this project's wheel (auto-injects via its .pth).
 * ``truststore``: the same plus the public ``truststore`` from PyPI, injected
   by the probe calling ``truststore.inject_into_ssl()`` before anything else
@@ -25,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-COMMON = ("requests", "urllib3", "certifi")
+COMMON = ("requests", "urllib3", "httpx", "certifi", "pip>=24.2")
 INSTALL_TIMEOUT = 900
 
 
