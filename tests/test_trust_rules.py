@@ -318,10 +318,12 @@ def _client_cert_handshake(
     server_ctx: ssl.SSLContext, server_ca: trustme.CA, client_cert: trustme.LeafCert
 ) -> bool:
     """Did the server accept the client's certificate?"""
-    server_ctx.load_cert_chain  # noqa: B018 (the caller configured it)
+    # A plain stdlib client (trustme's configure_* insist on ssl.SSLContext,
+    # which is ours while injected).
     client = _api._StdSSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    server_ca.configure_trust(client)
-    client_cert.configure_cert(client)
+    client.load_verify_locations(cadata=server_ca.cert_pem.bytes().decode())
+    with client_cert.private_key_and_cert_chain_pem.tempfile() as path:
+        client.load_cert_chain(path)
     with TLSServer(b"", b"", context=server_ctx) as server:
         try:
             fetch(client, server, "localhost")

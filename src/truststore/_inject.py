@@ -23,9 +23,13 @@ def _patch_module(name: str, injected: bool) -> None:
     module = sys.modules.get(name)
     if module is None:
         return
-    target = _api.SSLContext if injected else _api._StdSSLContext
+    target = _api.InjectedSSLContext if injected else _api._StdSSLContext
     if name.endswith("urllib3.util.ssl_"):
-        if getattr(module, "SSLContext", None) in (_api.SSLContext, _api._StdSSLContext):
+        if getattr(module, "SSLContext", None) in (
+            _api.InjectedSSLContext,
+            _api.SSLContext,
+            _api._StdSSLContext,
+        ):
             setattr(module, "SSLContext", target)  # noqa: B010
     elif name.endswith("requests.adapters"):
         # requests 2.32-2.33 builds one context at import.
@@ -70,15 +74,15 @@ def _swap_context(name: str, module: Any, attribute: str, injected: bool, build:
 def _requests_context(module: Any, injected: bool) -> Any:
     """requests' preloaded context, made requests' own way: urllib3's
     settings (host and certificate checks, SSLKEYLOGFILE, ...) plus
-    requests' CA bundle.  Injected, that bundle is trusted in addition to the
-    OS store, as ``load_verify_locations()`` always is."""
+    requests' CA bundle.  Injected, that bundle (certifi) is a general-purpose
+    public bundle, which means the OS store (see _trust)."""
     make: Any = getattr(module, "create_urllib3_context", None)
     try:
         context = make() if make is not None else None
     except Exception:
         context = None
     if injected and not isinstance(context, _api.SSLContext):
-        context = _api.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context = _api.InjectedSSLContext(ssl.PROTOCOL_TLS_CLIENT)
     bundle: Any = getattr(module, "DEFAULT_CA_BUNDLE_PATH", None)
     unzip: Any = getattr(module, "extract_zipped_paths", lambda path: path)
     if context is None or bundle is None:
@@ -108,7 +112,7 @@ PATCHED_MODULES = (
 
 
 def _is_injected() -> bool:
-    return ssl.SSLContext is _api.SSLContext
+    return ssl.SSLContext is _api.InjectedSSLContext
 
 
 def inject_into_ssl() -> None:
@@ -119,7 +123,7 @@ def inject_into_ssl() -> None:
     auto-injection hook calls it as they load).
     """
     with _injection_lock:
-        ssl.SSLContext = _api.SSLContext  # type: ignore[misc]
+        ssl.SSLContext = _api.InjectedSSLContext  # type: ignore[misc]
         for name in PATCHED_MODULES:
             _patch_module(name, True)
 
