@@ -18,7 +18,6 @@ through ``_trust``'s locator (the venv tests patch a real certifi instead).
 
 from __future__ import annotations
 
-import os
 import ssl
 import subprocess
 import sys
@@ -102,7 +101,10 @@ def fake_certifi(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tr
 
 
 def test_injected_private_ca_file_is_a_pin(
-    injected: None, private_ca: trustme.CA, os_server: TLSServer, private_server: TLSServer,
+    injected: None,
+    private_ca: trustme.CA,
+    os_server: TLSServer,
+    private_server: TLSServer,
     tmp_path: Path,
 ) -> None:
     pem = tmp_path / "private.pem"
@@ -162,7 +164,11 @@ def test_nothing_loaded_means_the_os_store(
     if kind == "injected":
         truststore.inject_into_ssl()
     try:
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT) if kind == "injected" else truststore.SSLContext()
+        ctx = (
+            ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            if kind == "injected"
+            else truststore.SSLContext()
+        )
         assert _accepts(ctx, os_server)
         assert not _accepts(ctx, private_server)
         # The decision was made at the first handshake: loading a CA later
@@ -196,7 +202,10 @@ def test_root_removed_from_the_os_store_but_in_certifi_is_refused(
 
 
 def test_certifi_copy_with_a_corporate_ca_appended_trusts_it(
-    injected: None, os_server: TLSServer, private_ca: trustme.CA, private_server: TLSServer,
+    injected: None,
+    os_server: TLSServer,
+    private_ca: trustme.CA,
+    private_server: TLSServer,
     tmp_path: Path,
 ) -> None:
     copy = tmp_path / "corporate-bundle.pem"
@@ -232,7 +241,7 @@ def test_general_purpose_thresholds(
     ]
     bundle = tmp_path / "bundle.pem"
     bundle.write_bytes(b"".join(pems + privates))
-    assert _trust.classify_bundle(str(bundle)).general is general
+    assert _trust.classify_bundle(str(bundle), _api._backend).general is general
     ctx = ssl.create_default_context(cafile=str(bundle))
     assert _accepts(ctx, private_server)  # non-public certificates: always as given
     assert _accepts(ctx, os_server) is general
@@ -245,9 +254,7 @@ def test_public_bundle_is_parsed_once_per_file_state(
     bundle.write_bytes(Path(certifi.where()).read_bytes())
     calls = []
     original = _trust._classify_uncached
-    monkeypatch.setattr(
-        _trust, "_classify_uncached", lambda *a: calls.append(a) or original(*a)
-    )
+    monkeypatch.setattr(_trust, "_classify_uncached", lambda *a: calls.append(a) or original(*a))
     for _ in range(5):
         ctx = ssl.create_default_context(cafile=str(bundle))
         assert ctx.cert_store_stats()["x509_ca"] >= 1
@@ -449,7 +456,14 @@ _PROPERTY_CYCLES = textwrap.dedent(
 
 def test_every_property_on_every_class_across_injection_cycles() -> None:
     result = subprocess.run(
-        [sys.executable, "-W", "ignore::DeprecationWarning", "-c", _PROPERTY_CYCLES, str(ROOT / "src")],
+        [
+            sys.executable,
+            "-W",
+            "ignore::DeprecationWarning",
+            "-c",
+            _PROPERTY_CYCLES,
+            str(ROOT / "src"),
+        ],
         env=scrubbed_environ(),
         capture_output=True,
         text=True,

@@ -80,7 +80,7 @@ class BundleVerdict(NamedTuple):
 
     general: bool  # a general-purpose public bundle ("the defaults")
     private_ders: tuple[bytes, ...]  # its certificates that are not public roots
-    count: int  # certificates in it
+    size: int  # certificates in it
 
 
 _located: tuple[str, ...] | None = None
@@ -99,7 +99,10 @@ def reference_bundle_paths() -> tuple[str, ...]:
 
 def _locate_reference_bundles() -> tuple[str, ...]:
     paths = []
-    for package, relative in (("certifi", ("cacert.pem",)), ("pip", ("_vendor", "certifi", "cacert.pem"))):
+    for package, relative in (
+        ("certifi", ("cacert.pem",)),
+        ("pip", ("_vendor", "certifi", "cacert.pem")),
+    ):
         try:
             spec = importlib.util.find_spec(package)
         except (ImportError, ValueError):
@@ -195,22 +198,19 @@ def _classify_uncached(path: str, public: frozenset[bytes]) -> BundleVerdict | N
     unique = list(dict.fromkeys(ders))
     private = tuple(d for d in unique if d not in public)
     public_count = len(unique) - len(private)
-    general = (
-        len(unique) >= GENERAL_MIN_CERTS
-        and public_count >= GENERAL_MIN_PUBLIC_SHARE * len(unique)
+    general = len(unique) >= GENERAL_MIN_CERTS and public_count >= GENERAL_MIN_PUBLIC_SHARE * len(
+        unique
     )
     return BundleVerdict(general, private, len(unique))
 
 
-def classify_bundle(path: str, backend: Any = None) -> BundleVerdict | None:
+def classify_bundle(path: str, backend: Any) -> BundleVerdict | None:
     """Is *path* a general-purpose public bundle?  None when it cannot be
     judged (unreadable, not plain PEM certificates): then it is ordinary CA
     material and OpenSSL loads it as given.
 
     Parsed at most once per process per state of the file, the OS store and
     certifi (stat keys), never per context."""
-    if backend is None:
-        from ._api import _backend as backend
     file_key = _stat_key(path)
     if file_key is None:
         return None
@@ -319,11 +319,11 @@ class ContextTrust:
         "_pending_plans",
         "additive",
         "asked_defaults",
-        "os_verifies",
         "loaded_material",
         "lock",
         "os_empty",
         "os_unasked",
+        "os_verifies",
         "served_verifying",
         "settled",
         "system_roots",
@@ -396,13 +396,14 @@ class ContextTrust:
                 self._configure(context)
             elif self._pending_plans:
                 self._load_pending(context, backend)
-            elif self.additive or (not self.loaded_material and not self.asked_defaults):
+            elif (
+                self.additive or (not self.loaded_material and not self.asked_defaults)
+            ) and not self.served_verifying:
                 # Library rule, or nothing loaded at all: the OS store.  Not
                 # for a context that already verifies clients with its
                 # owner's CAs (that would widen whom it accepts).
-                if not self.served_verifying:
-                    self._load(context, backend, backend.current_plan())
-                    self.os_unasked = True
+                self._load(context, backend, backend.current_plan())
+                self.os_unasked = True
             self.settled = True
 
     def check_server(self, context: ssl.SSLContext, backend: Any, verifying: bool) -> None:

@@ -1109,9 +1109,7 @@ class Verifier:
                     host,
                 )
             engine = anchors.engine(api)
-            pinned = self._evaluate(
-                api, engine, *args, anchors=anchors, fallback=engine is None
-            )
+            pinned = self._evaluate(api, engine, *args, anchors=anchors, fallback=engine is None)
             if pinned is None:
                 return
             raise pinned.error(host)
