@@ -32,7 +32,7 @@ from venvs import (
 
 pytestmark = pytest.mark.slow
 
-INJECTED_CLASS = "truststore._api.SSLContext"
+INJECTED_CLASS = "truststore._api.InjectedSSLContext"
 STDLIB_CLASS = "ssl.SSLContext"
 
 
