@@ -172,6 +172,16 @@ class SSLContext(_SuperTarget):
     def _os_store_empty(self) -> bool:
         return self._trust.os_empty
 
+    def _store_backend(self) -> Any:
+        """The backend whose OS store this context means: the verifier's
+        module where one verifies (so that the seam ``_verifier_class``
+        brings its store along), else the platform's."""
+        if self._verifier_class is not None:
+            module = sys.modules.get(self._verifier_class.__module__)
+            if module is not None and hasattr(module, "store_certificates"):
+                return module
+        return _backend
+
     # -- the switches the user sees -------------------------------------
     @property
     def verify_mode(self) -> ssl.VerifyMode:
@@ -415,7 +425,7 @@ class SSLContext(_SuperTarget):
         bundle = None
         if cafile is not None and not state.additive:
             try:
-                bundle = _trust.classify_bundle(os.fsdecode(cafile), _backend)
+                bundle = _trust.classify_bundle(os.fsdecode(cafile), self._store_backend())
             except (TypeError, ValueError):
                 bundle = None  # the stdlib's own call below raises
             if bundle is not None and not bundle.general:
@@ -457,13 +467,13 @@ class SSLContext(_SuperTarget):
         when it is part of that trust (read now; OpenSSL lists a hashed
         directory's certificates only once a handshake looked them up, so
         do we)."""
-        report = _trust.report_context(self, _backend, _StdSSLContext)
+        report = _trust.report_context(self, self._store_backend(), _StdSSLContext)
         if report is None:
             return super().get_ca_certs(binary_form)
         return report.get_ca_certs(binary_form)
 
     def cert_store_stats(self) -> dict[str, int]:
-        report = _trust.report_context(self, _backend, _StdSSLContext)
+        report = _trust.report_context(self, self._store_backend(), _StdSSLContext)
         stats: dict[str, int] = super().cert_store_stats()
         if report is None:
             return stats

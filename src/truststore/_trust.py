@@ -351,7 +351,9 @@ class ContextTrust:
     def ask_defaults(self, context: ssl.SSLContext, backend: Any) -> None:
         """``load_default_certs()`` / ``set_default_verify_paths()`` / a public
         bundle: the OS store, as it is now."""
-        plan = backend.current_plan() if hasattr(backend, "current_plan") else None
+        plan = None
+        if not self.os_verifies:
+            plan = backend.current_plan()  # the store as it is now (env re-read)
         with self.lock:
             self.asked_defaults = True
             if self.os_verifies:
