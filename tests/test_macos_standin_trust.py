@@ -20,7 +20,7 @@ import pytest
 import trustme
 
 from support import TLSServer
-from test_macos_standin import (  # noqa: F401  (fixtures)
+from test_macos_standin import (
     ALWAYS_TRUST,
     PKI,
     MacSSLContext,
@@ -37,6 +37,10 @@ from test_macos_standin import (  # noqa: F401  (fixtures)
     standin_builds,
 )
 from truststore import _api, _common, _macos, _trust
+
+# The stand-in's fixtures, shared with test_macos_standin (named here so that
+# pytest registers them for this module too).
+SHARED_FIXTURES = (_no_cf_leaks, pki, standin, standin_builds)
 
 
 class MacInjectedSSLContext(_api.InjectedSSLContext):
@@ -177,10 +181,13 @@ def _client_accepted(server_ctx: ssl.SSLContext, server_ca: trustme.CA, client: 
     ctx = _api._StdSSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.load_verify_locations(cadata=server_ca.cert_pem.bytes().decode())
     ctx.load_cert_chain(str(client))
+    address = ("127.0.0.1", listener.getsockname()[1])
     try:
-        with socket.create_connection(("127.0.0.1", listener.getsockname()[1]), timeout=20) as raw:
-            with ctx.wrap_socket(raw, server_hostname="localhost") as tls:
-                tls.recv(6)
+        with (
+            socket.create_connection(address, timeout=20) as raw,
+            ctx.wrap_socket(raw, server_hostname="localhost") as tls,
+        ):
+            tls.recv(6)
     except (OSError, ssl.SSLError):
         pass
     thread.join(30)

@@ -191,10 +191,13 @@ def _client_accepted(server_ctx: ssl.SSLContext, pki: PKI, client_chain: tuple[s
     client = _api._StdSSLContext(ssl.PROTOCOL_TLS_CLIENT)
     client.load_verify_locations(str(pki.pem("rsa-root")))
     client.load_cert_chain(str(pki.bundle(*client_chain)), str(pki.key(client_chain[0])))
+    address = ("127.0.0.1", listener.getsockname()[1])
     try:
-        with socket.create_connection(("127.0.0.1", listener.getsockname()[1]), timeout=20) as raw:
-            with client.wrap_socket(raw, server_hostname="localhost") as tls:
-                tls.recv(6)
+        with (
+            socket.create_connection(address, timeout=20) as raw,
+            client.wrap_socket(raw, server_hostname="localhost") as tls,
+        ):
+            tls.recv(6)
     except (OSError, ssl.SSLError):
         pass
     thread.join(30)
