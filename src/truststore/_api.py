@@ -3,7 +3,8 @@
 How verification works depends on the backend (chosen once, by platform):
 
 * Linux/BSD (``_openssl``): the operating system's store *is* an OpenSSL
-  store, so the context loads it once, at creation, and OpenSSL verifies
+  store, so the context loads it once, at its first client-side use (when
+  ``_trust`` says the OS store is part of its trust), and OpenSSL verifies
   during the handshake exactly as the standard library would.  Nothing runs
   per connection except turning OpenSSL's error into our message shape.
 * Windows and macOS (``_windows``/``_macos``): OpenSSL is told not to verify
@@ -14,7 +15,8 @@ How verification works depends on the backend (chosen once, by platform):
   is ever flipped around a handshake.
 
 Platform code stays in the backend modules; per-connection state lives in
-``_connection``, trust material in ``_trust``, injection in ``_inject``.
+``_connection``, what a context trusts (library vs injected rules) in
+``_trust``, injection in ``_inject``.
 """
 
 from __future__ import annotations
