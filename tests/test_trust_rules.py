@@ -494,3 +494,35 @@ def test_os_store_loads_once_under_concurrent_first_handshakes(
         thread.join(60)
     assert results == [True] * 8
     assert len(loads) == 1
+
+
+def test_second_init_keeps_a_pin(
+    injected: None, private_ca: trustme.CA, os_server: TLSServer, private_server: TLSServer
+) -> None:
+    """A mixin or cooperative subclass may run __init__ twice: the pin
+    loaded in between must not turn into "nothing loaded" (= the OS store)."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.load_verify_locations(cadata=private_ca.cert_pem.bytes().decode())
+    ctx.__init__(ssl.PROTOCOL_TLS_CLIENT)  # type: ignore[misc]
+    assert _accepts(ctx, private_server)
+    assert not _accepts(ctx, os_server)
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_generic_context_that_served_first_keeps_serving(os_store: trustme.CA) -> None:
+    """Served with verification, then used once as a client (no OS store
+    added: its owner's CAs only), then serving again still works."""
+    truststore.inject_into_ssl()
+    try:
+        server_ca, client_ca = trustme.CA(), trustme.CA()
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS)
+        server_ca.issue_cert("localhost").configure_cert(ctx)
+        ctx.verify_mode = ssl.CERT_REQUIRED
+        client_ca.configure_trust(ctx)
+        assert _client_cert_handshake(ctx, server_ca, client_ca.issue_cert("client@example"))
+        with serve_cert(os_store.issue_cert("localhost")) as server:
+            assert not _accepts(ctx, server)  # no OS store slipped in
+        assert _client_cert_handshake(ctx, server_ca, client_ca.issue_cert("client@example"))
+        assert not _client_cert_handshake(ctx, server_ca, os_store.issue_cert("client@example"))
+    finally:
+        truststore.extract_from_ssl()

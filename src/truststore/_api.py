@@ -142,10 +142,13 @@ class SSLContext(_SuperTarget):
     def __init__(self, protocol: int | None = None) -> None:
         self._truststore_lock = threading.Lock()
         self._is_client = self.protocol != ssl.PROTOCOL_TLS_SERVER
-        # What this context trusts; nothing is loaded until first use.
-        self._trust = _trust.ContextTrust(
-            additive=self._truststore_additive, os_verifies=self._verifier_class is not None
-        )
+        # What this context trusts; nothing is loaded until first use.  A
+        # second __init__ (a mixin, a cooperative subclass) must not forget
+        # what was loaded: that would turn a pin into "nothing loaded".
+        if "_trust" not in self.__dict__:
+            self._trust = _trust.ContextTrust(
+                additive=self._truststore_additive, os_verifies=self._verifier_class is not None
+            )
         self._verified_sessions: dict[bytes, str | None] = {}
         self._verifier: Any = None
         self._user_sslsocket_class: type[ssl.SSLSocket] = ssl.SSLSocket

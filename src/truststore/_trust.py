@@ -392,7 +392,13 @@ class ContextTrust:
             if start_intercepting is not None and not self.served_verifying:
                 start_intercepting()
             if self.os_verifies:
-                if self.additive or self.asked_defaults or not self.loaded_material:
+                # Only a context that now verifies through the OS gets the
+                # system's roots; one that served first stays native (its
+                # client side then trusts what its owner loaded: fail closed).
+                intercepting = context.__dict__.get("_intercept") is True
+                if intercepting and (
+                    self.additive or self.asked_defaults or not self.loaded_material
+                ):
                     self.system_roots = True
                     self.os_unasked = not self.asked_defaults
                 self._configure(context)
