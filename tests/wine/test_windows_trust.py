@@ -233,3 +233,29 @@ def test_get_ca_certs_lists_the_root_store(pki: PKI, system_root: Any) -> None:
         assert pinned.get_ca_certs(binary_form=True) == [pki.der("rsa-root")]
     finally:
         truststore.extract_from_ssl()
+
+
+def test_root_in_certifi_but_not_in_the_os_store_is_refused(
+    pki: PKI, server: Callable[..., TLSServer], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """"certifi" here: the ROOT store's roots plus other-root, which the OS
+    store lacks (as if the administrator removed it).  Injected, that bundle
+    means the OS store, so other-root's server is refused; a library context
+    keeps every root of the bundle."""
+    fake_certifi = tmp_path / "certifi" / "cacert.pem"
+    fake_certifi.parent.mkdir()
+    _key, ders = _windows.store_certificates()
+    fake_certifi.write_text(
+        "".join(ssl.DER_cert_to_PEM_cert(d) for d in ders) + pki.pem("other-root").read_text()
+    )
+    monkeypatch.setattr(_trust, "reference_bundle_paths", lambda: (str(fake_certifi),))
+    verdict = _trust.classify_bundle(str(fake_certifi), _windows)
+    assert verdict is not None and verdict.general and verdict.private_ders == ()
+    srv = server("other-leaf", "other-root")
+    injected = _api.InjectedSSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    injected.load_verify_locations(str(fake_certifi))
+    with pytest.raises(ssl.SSLCertVerificationError):
+        fetch(injected, srv.port)
+    library = truststore.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    library.load_verify_locations(str(fake_certifi))
+    assert fetch(library, srv.port) == b"hello\n"
