@@ -238,7 +238,7 @@ def test_get_ca_certs_lists_the_root_store(pki: PKI, system_root: Any) -> None:
 def test_root_in_certifi_but_not_in_the_os_store_is_refused(
     pki: PKI, server: Callable[..., TLSServer], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """"certifi" here: the ROOT store's roots plus other-root, which the OS
+    """ "certifi" here: the ROOT store's roots plus other-root, which the OS
     store lacks (as if the administrator removed it).  Injected, that bundle
     means the OS store, so other-root's server is refused; a library context
     keeps every root of the bundle."""
