@@ -526,3 +526,36 @@ def test_generic_context_that_served_first_keeps_serving(os_store: trustme.CA) -
         assert not _client_cert_handshake(ctx, server_ca, os_store.issue_cert("client@example"))
     finally:
         truststore.extract_from_ssl()
+
+
+def test_certifi_itself_is_judged_without_parsing(
+    injected: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, os_server: TLSServer
+) -> None:
+    installed = tmp_path / "site-packages" / "certifi" / "cacert.pem"
+    installed.parent.mkdir(parents=True)
+    installed.write_bytes(Path(certifi.where()).read_bytes())
+    monkeypatch.setattr(_trust, "reference_bundle_paths", lambda: (str(installed),))
+    calls: list[object] = []
+    monkeypatch.setattr(_trust, "_classify_uncached", lambda *a: calls.append(a))
+    ctx = ssl.create_default_context(cafile=str(installed))
+    assert calls == []  # every certificate of certifi is public by definition
+    assert _accepts(ctx, os_server)
+
+
+def test_certifi_replaced_by_a_private_ca_stays_a_pin(
+    injected: None,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    private_ca: trustme.CA,
+    os_server: TLSServer,
+    private_server: TLSServer,
+) -> None:
+    """Overwriting certifi's cacert.pem with one's own CA is a known way to
+    pin requests: too small to be general-purpose, it stays a pin."""
+    installed = tmp_path / "site-packages" / "certifi" / "cacert.pem"
+    installed.parent.mkdir(parents=True)
+    installed.write_bytes(private_ca.cert_pem.bytes())
+    monkeypatch.setattr(_trust, "reference_bundle_paths", lambda: (str(installed),))
+    ctx = ssl.create_default_context(cafile=str(installed))
+    assert _accepts(ctx, private_server)
+    assert not _accepts(ctx, os_server)

@@ -291,18 +291,16 @@ _content_cache: dict[tuple[object, ...], tuple[bytes, ...]] = {}
 
 
 def store_certificates() -> tuple[tuple[object, ...], tuple[bytes, ...]]:
-    """Every certificate of the OS store (the bundle and the hashed
-    directories' entries) as DER, with the disk state it was read from.
-    Read once per state; used to recognise publicly trusted roots."""
-    cafile, dirs, explicit = default_locations()
+    """The OS store's bundle certificates as DER, with the disk state they
+    were read from; used (once per state) to recognise publicly trusted
+    roots.  The hashed directories are not read: distributions generate
+    them from the same source as the bundle, and a CA only a directory
+    holds merely counts as "not public", i.e. trusted as given where a
+    program hands it over, which it is anyway."""
+    cafile, _dirs, explicit = default_locations()
     plan = current_plan()
     files = [f for f in (cafile, plan.cafile) if f]
-    all_dirs = [*dirs, *(plan.capath.split(os.pathsep) if plan.capath else ())]
-    key = (
-        tuple(_stat_key(f) for f in files),
-        tuple(_stat_key(d) for d in all_dirs),
-        explicit,
-    )
+    key = (tuple(_stat_key(f) for f in files), explicit)
     with _content_lock:
         known = _content_cache.get(key)
     if known is not None:
@@ -312,10 +310,6 @@ def store_certificates() -> tuple[tuple[object, ...], tuple[bytes, ...]]:
         data = _read_bundle(path)
         if data:
             bodies.extend(b"".join(body.split()) for body in _PEM_BODY.findall(data))
-    for directory in dict.fromkeys(all_dirs):
-        names = _hashed_names(directory)
-        if names:
-            bodies.extend(_hashed_bodies(directory, names))
     ders: list[bytes] = list(plan.extra_der)
     for body in dict.fromkeys(bodies):
         try:

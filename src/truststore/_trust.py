@@ -43,11 +43,11 @@ from __future__ import annotations
 import _ssl
 import base64
 import binascii
-import importlib.util
 import os
 import re
 import ssl
 import stat
+import sys
 import threading
 from typing import Any, NamedTuple
 
@@ -83,38 +83,50 @@ class BundleVerdict(NamedTuple):
     size: int  # certificates in it
 
 
-_located: tuple[str, ...] | None = None
+_found_by_spec: dict[str, str | None] = {}
+
+# (package, the bundle's path inside it)
+_REFERENCE_BUNDLES = (
+    ("certifi", ("cacert.pem",)),
+    ("pip._vendor.certifi", ("cacert.pem",)),
+)
 
 
 def reference_bundle_paths() -> tuple[str, ...]:
-    """certifi's ``cacert.pem`` (and pip's vendored copy) if installed,
-    located without importing anything (``find_spec`` of a top-level
-    package reads no module code).  Located once per process; their
+    """certifi's ``cacert.pem`` (and pip's vendored copy), located without
+    importing anything: from the module when it is already imported (the
+    usual case: a program that loads certifi's bundle asked certifi where it
+    is), else, for ``certifi`` only, by ``find_spec`` (reads no module code;
+    once per process).  pip's copy counts only while pip runs.  Their
     content is re-read whenever their stat changes."""
-    global _located
-    if _located is None:
-        _located = _locate_reference_bundles()
-    return _located
-
-
-def _locate_reference_bundles() -> tuple[str, ...]:
     paths = []
-    for package, relative in (
-        ("certifi", ("cacert.pem",)),
-        ("pip", ("_vendor", "certifi", "cacert.pem")),
-    ):
-        try:
-            spec = importlib.util.find_spec(package)
-        except (ImportError, ValueError):
-            continue
-        if spec is None or not spec.submodule_search_locations:
-            continue
-        for location in spec.submodule_search_locations:
+    for package, relative in _REFERENCE_BUNDLES:
+        module = sys.modules.get(package)
+        location = None
+        if module is not None:
+            file = getattr(module, "__file__", None)
+            location = os.path.dirname(file) if isinstance(file, str) else None
+        elif package == "certifi":
+            if package not in _found_by_spec:
+                _found_by_spec[package] = _spec_location(package)
+            location = _found_by_spec[package]
+        if location:
             candidate = os.path.join(location, *relative)
             if os.path.isfile(candidate):
                 paths.append(candidate)
-                break
     return tuple(paths)
+
+
+def _spec_location(package: str) -> str | None:
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec(package)
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return next(iter(spec.submodule_search_locations), None)
 
 
 def _stat_key(path: str) -> tuple[object, ...] | None:
@@ -204,6 +216,26 @@ def _classify_uncached(path: str, public: frozenset[bytes]) -> BundleVerdict | N
     return BundleVerdict(general, private, len(unique))
 
 
+def _same_file(a: tuple[object, ...] | None, b: tuple[object, ...] | None) -> bool:
+    # (path, inode, device, size, mtime): the same file under another name
+    # (a symlink, a relative path) is the same file.
+    return a is not None and b is not None and a[1:] == b[1:]
+
+
+def _classify_reference(path: str) -> BundleVerdict | None:
+    data = _read_regular(path, _MAX_BUNDLE_BYTES)
+    if data is None or set(_ANY_PEM_BEGIN.findall(data)) - {b"CERTIFICATE"}:
+        return None
+    count = data.count(b"-----BEGIN CERTIFICATE-----")
+    if not count:
+        return None
+    # A certifi whose cacert.pem was replaced by a few private CAs (a known
+    # way to pin requests) stays a pin: the size rule still applies.
+    if count < GENERAL_MIN_CERTS:
+        return _classify_uncached(path, frozenset())
+    return BundleVerdict(True, (), count)
+
+
 def classify_bundle(path: str, backend: Any) -> BundleVerdict | None:
     """Is *path* a general-purpose public bundle?  None when it cannot be
     judged (unreadable, not plain PEM certificates): then it is ordinary CA
@@ -214,12 +246,22 @@ def classify_bundle(path: str, backend: Any) -> BundleVerdict | None:
     file_key = _stat_key(path)
     if file_key is None:
         return None
-    reference_key, public = _public_reference(backend)
-    key = (file_key, reference_key)
-    with _cache_lock:
-        if key in _verdicts:
-            return _verdicts[key]
-    verdict = _classify_uncached(path, public)
+    if any(_same_file(file_key, _stat_key(ref)) for ref in reference_bundle_paths()):
+        # certifi itself (requests, httpx, pip): every certificate in it is
+        # public by definition, so only its size needs judging, and nothing
+        # has to be parsed (the common case, on every new context).
+        key: tuple[object, ...] = (file_key, "reference")
+        with _cache_lock:
+            if key in _verdicts:
+                return _verdicts[key]
+        verdict = _classify_reference(path)
+    else:
+        reference_key, public = _public_reference(backend)
+        key = (file_key, reference_key)
+        with _cache_lock:
+            if key in _verdicts:
+                return _verdicts[key]
+        verdict = _classify_uncached(path, public)
     with _cache_lock:
         if len(_verdicts) > 64:
             _verdicts.clear()
