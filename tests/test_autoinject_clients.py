@@ -32,7 +32,7 @@ from venvs import (
 
 pytestmark = pytest.mark.slow
 
-INJECTED_CLASS = "truststore._api.SSLContext"
+INJECTED_CLASS = "truststore._api.InjectedSSLContext"
 STDLIB_CLASS = "ssl.SSLContext"
 
 
@@ -83,17 +83,19 @@ def test_every_client_still_rejects_what_the_os_store_does_not_vouch_for(
 def test_httpx_explicit_certifi_context_gets_the_os_store_too(installed: Venv) -> None:
     """httpx builds ``ssl.create_default_context(cafile=certifi.where())``.
 
-    Injected, that is a truststore.SSLContext: the OS store plus, as
-    ``load_verify_locations`` promises, every certifi root on top.
+    Injected, certifi is a general-purpose public bundle, which means "the
+    default certificates": the context trusts (and lists) the OS store, as
+    a stdlib context lists it after ``set_default_verify_paths()``, not
+    certifi's roots.
     """
     code = (
-        "import certifi, httpx, ssl, truststore\n"
+        "import httpx, ssl, truststore\n"
         "ctx = httpx.create_ssl_context()\n"
         "loaded = {c['serialNumber'] + repr(c['subject']) for c in ctx.get_ca_certs()}\n"
-        "bundle = truststore._api._StdSSLContext(ssl.PROTOCOL_TLS_CLIENT)\n"
-        "bundle.load_verify_locations(certifi.where())\n"
-        "wanted = {c['serialNumber'] + repr(c['subject']) for c in bundle.get_ca_certs()}\n"
-        "print(type(ctx).__module__, len(wanted) > 50, wanted <= loaded)\n"
+        "std = truststore._api._StdSSLContext(ssl.PROTOCOL_TLS_CLIENT)\n"
+        "std.set_default_verify_paths()\n"
+        "wanted = {c['serialNumber'] + repr(c['subject']) for c in std.get_ca_certs()}\n"
+        "print(type(ctx).__module__, len(wanted) > 50, wanted == loaded)\n"
     )
     result = installed.run(code=code)
     assert result.returncode == 0, result.stderr

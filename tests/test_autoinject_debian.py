@@ -179,7 +179,7 @@ def test_update_ca_certificates_corporate_root_reaches_every_client(
     assert results["store"][0] == 0, results["store"]
 
     on = json.loads(results["clients-on"][1].splitlines()[-1])
-    assert on["_ssl_context_class"] == "truststore._api.SSLContext"
+    assert on["_ssl_context_class"] == "truststore._api.InjectedSSLContext"
     assert verdicts(on) == dict.fromkeys(ALL_CLIENTS, "ok"), on
 
     # Without injection: the certifi users (requests, and httpx with no

@@ -144,7 +144,7 @@ def test_zipimport_still_works_for_plain_and_watched_modules(
                       type(module.__loader__) is zipimport.zipimporter,
                       module.__spec__.loader is module.__loader__,
                       module.__file__.startswith(os.environ["PYTHONPATH"]),
-                      module.SSLContext is api.SSLContext]))
+                      module.SSLContext is api.InjectedSSLContext]))
     """
     assert run_json(installed, code, PYTHONPATH=str(archive)) == [
         "from the zip",
@@ -167,7 +167,7 @@ def test_namespace_packages_still_import(installed: Venv, tmp_path: Path) -> Non
     import nsplain.part, urllib3.util.ssl_ as module, truststore
     print(json.dumps([nsplain.part.VALUE, nsplain.__file__, list(nsplain.__path__) != [],
                       type(nsplain.__spec__.loader).__name__,
-                      module.SSLContext is truststore.SSLContext]))
+                      module.SSLContext is truststore._api.InjectedSSLContext]))
     """
     value, file, has_path, loader, patched = run_json(installed, code, PYTHONPATH=str(tmp_path))  # type: ignore[misc]
     assert (value, file, has_path, patched) == (1, None, True, True)
@@ -203,7 +203,8 @@ def test_watched_modules_are_patched_as_they_load(installed: Venv) -> None:
     import json, ssl, truststore
     import urllib3.util.ssl_ as u, requests.adapters as r
     import pip._vendor.urllib3.util.ssl_ as pu, pip._vendor.requests.adapters as pr
-    ours = truststore.SSLContext
+    import truststore._api
+    ours = truststore._api.InjectedSSLContext  # a truststore.SSLContext subclass
     print(json.dumps([ssl.SSLContext is ours, u.SSLContext is ours, pu.SSLContext is ours,
                       getattr(r, "_preloaded_ssl_context", None) and
                       type(r._preloaded_ssl_context).__module__,
@@ -238,8 +239,9 @@ def test_reload_of_ssl_keeps_injection_and_verification(
     import urllib3.util.ssl_ as u
     again = importlib.reload(ssl)
     reloaded_u = importlib.reload(u)
-    print(json.dumps([before, again is ssl, ssl.SSLContext is truststore.SSLContext,
-                      reloaded_u.SSLContext is truststore.SSLContext,
+    ours = truststore._api.InjectedSSLContext
+    print(json.dumps([before, again is ssl, ssl.SSLContext is ours,
+                      reloaded_u.SSLContext is ours,
                       fetch(trusted), fetch(untrusted)]))
     """
     with (

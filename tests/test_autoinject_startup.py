@@ -97,7 +97,7 @@ def test_injection_happens_when_the_program_imports_ssl(installed: Venv) -> None
         "import sys\n"
         "before = 'truststore._api' in sys.modules\n"
         "import ssl, truststore\n"
-        "print(before, ssl.SSLContext is truststore.SSLContext)\n"
+        "print(before, ssl.SSLContext is truststore._api.InjectedSSLContext)\n"
     )
     result = installed.run(code=code)
     assert result.stdout.split() == ["False", "True"], result.stderr
@@ -268,7 +268,7 @@ def test_site_processes_the_pth_twice_and_it_patches_and_warns_once(installed: V
             "import sys, ssl, truststore._api as api\n"
             "finders = [f for f in sys.meta_path if type(f).__name__ == 'PostImportFinder']\n"
             "wrapper = ssl.__spec__.loader.exec_module\n"
-            "print(sys._probe_runs, len(finders), ssl.SSLContext is api.SSLContext,\n"
+            "print(sys._probe_runs, len(finders), ssl.SSLContext is api.InjectedSSLContext,\n"
             "      getattr(wrapper.__wrapped__, '_truststore_wrapper', False))\n"
         )
         result = installed.run(code=code, env=product_environ(TRUSTSTORE_INJECT="bogus"))

@@ -229,6 +229,12 @@ def test_bundle_store_is_visible_in_get_ca_certs(
     assert subjects == [cert["subject"] for cert in reference.get_ca_certs()]
 
 
+def _ssl_native_ca_certs(ctx: ssl.SSLContext) -> list[bytes]:
+    import _ssl
+
+    return list(_ssl._SSLContext.get_ca_certs(ctx, True))
+
+
 def test_hashed_store_is_looked_up_lazily_and_then_visible(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -237,16 +243,20 @@ def test_hashed_store_is_looked_up_lazily_and_then_visible(
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     ctx = truststore.SSLContext()
-    # The bundle duplicates the directory, so nothing is parsed up front...
-    assert ctx.cert_store_stats()["x509_ca"] == 0
+    reference = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    reference.set_default_verify_paths()
+    # The bundle duplicates the directory, so nothing is parsed into the
+    # context; what it reports is what the stdlib's lists (the bundle).
+    assert ctx.cert_store_stats() == reference.cert_store_stats()
+    assert ctx.cert_store_stats()["x509_ca"] == 2
     with serve_cert(used.issue_cert("localhost")) as server:
         fetch(ctx, server, "localhost")
-    # ... and the CA a handshake needed is now in the context, like stdlib's
-    # capath look-ups.
-    assert ctx.get_ca_certs(binary_form=True) == [
-        ssl.PEM_cert_to_DER_cert(used.cert_pem.bytes().decode())
-    ]
-    assert ctx.cert_store_stats()["x509_ca"] == 1
+    # The CA the handshake needed was looked up in the directory, like the
+    # stdlib's capath look-ups; the report still matches the stdlib's.
+    assert _ssl_native_ca_certs(ctx) == [ssl.PEM_cert_to_DER_cert(used.cert_pem.bytes().decode())]
+    assert sorted(ctx.get_ca_certs(binary_form=True)) == sorted(
+        reference.get_ca_certs(binary_form=True)
+    )
 
 
 def test_load_verify_locations_shows_up_next_to_the_os_store(
@@ -352,13 +362,15 @@ def test_server_context_is_a_plain_stdlib_server_context(
 
 
 def test_client_context_refuses_to_verify_clients() -> None:
-    """A client context trusts the whole OS store *for servers*; used on the
-    server side it would accept any client holding a publicly trusted
-    certificate.  OpenSSL refuses server sockets on PROTOCOL_TLS_CLIENT
-    anyway; the generic PROTOCOL_TLS is where our own check matters."""
+    """A generic-protocol context serves like the stdlib's until it is used
+    as a client; from then on it holds the whole OS store (which its owner
+    did not ask for), and verifying clients with it would accept any client
+    holding a publicly trusted certificate: refused.  OpenSSL refuses server
+    sockets on PROTOCOL_TLS_CLIENT anyway."""
     with pytest.warns(DeprecationWarning):
         ctx = truststore.SSLContext(ssl.PROTOCOL_TLS)
     assert ctx.verify_mode == ssl.CERT_NONE
+    ctx.wrap_bio(ssl.MemoryBIO(), ssl.MemoryBIO())  # the first client-side use
     for mode in (ssl.CERT_REQUIRED, ssl.CERT_OPTIONAL):
         ctx.verify_mode = mode
         a, b = socket.socketpair()
@@ -475,7 +487,7 @@ class _RefusingVerifier:
         self.asked.append(host)
         raise _common.verification_error(27, "refused by the test verifier", host)
 
-    def set_extra_anchors(self, anchors: list[bytes]) -> None:
+    def set_extra_anchors(self, anchors: list[bytes], *, exclusive: bool = False) -> None:
         pass
 
 

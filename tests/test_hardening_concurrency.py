@@ -109,9 +109,11 @@ class CryptographyVerifier:
         with open(os.environ["SSL_CERT_FILE"], "rb") as f:
             self._roots = x509.load_pem_x509_certificates(f.read())
         self._extra: list[x509.Certificate] = []
+        self._exclusive = False
 
-    def set_extra_anchors(self, ders: Sequence[bytes]) -> None:
+    def set_extra_anchors(self, ders: Sequence[bytes], *, exclusive: bool = False) -> None:
         self._extra = [x509.load_der_x509_certificate(d) for d in ders]
+        self._exclusive = exclusive
 
     def verify(
         self, chain: Sequence[bytes], host: str | None, *, check_hostname: bool, verify_flags: int
@@ -133,7 +135,10 @@ class CryptographyVerifier:
                 x509.SubjectAlternativeName, Criticality.AGNOSTIC, None
             ),
         )
-        verifier = policy.store(Store(self._roots + self._extra)).build_server_verifier(subject)
+        roots = self._extra if self._exclusive else self._roots + self._extra
+        if not roots:
+            raise _common.verification_error(20, "no anchors", host)
+        verifier = policy.store(Store(roots)).build_server_verifier(subject)
         try:
             verifier.verify(certs[0], certs[1:])
         except VerificationError as exc:
@@ -371,7 +376,7 @@ _INJECTION_AFTER_CONTEXTS = textwrap.dedent(
     made_during = []
     for cycle in range(3):
         truststore.inject_into_ssl()
-        assert ssl.SSLContext is truststore.SSLContext
+        assert issubclass(ssl.SSLContext, truststore.SSLContext)
         for name, ctx in made_before.items():
             exercise(ctx)
         fresh = urllib3.util.ssl_.create_urllib3_context()

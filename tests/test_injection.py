@@ -145,7 +145,7 @@ print(json.dumps({{"body": body.decode(), "cls": cls.__module__ + "." + cls.__qu
 """
     data = run(script(body, CLIENT_CODE[client]), store_env)
     assert data["body"] == "hello from the loopback server\n"
-    assert data["cls"] == "truststore._api.SSLContext"
+    assert data["cls"] == "truststore._api.InjectedSSLContext"
     assert data["ssl"] == "truststore._api"
 
 
@@ -164,8 +164,8 @@ std = ssl.SSLContext
 {second}
 import urllib3.util.ssl_ as us, aiohttp.connector as ac
 injected = {{
-    "ssl": ssl.SSLContext is truststore.SSLContext,
-    "urllib3": us.SSLContext is truststore.SSLContext,
+    "ssl": ssl.SSLContext is truststore._api.InjectedSSLContext,
+    "urllib3": us.SSLContext is truststore._api.InjectedSSLContext,
     "aiohttp": isinstance(ac._SSL_CONTEXT_VERIFIED, truststore.SSLContext),
 }}
 # Through requests with its defaults (certifi): trusted via the OS store now.
@@ -416,7 +416,7 @@ print(json.dumps(report))
     report = run(script(body), store_env)
     assert len(report) == 18
     assert all(ok for _, ok in report.values()), report  # type: ignore[misc]
-    assert report["injected/after/plain"][0] == "SSLContext"  # type: ignore[index]
+    assert report["injected/after/plain"][0] == "InjectedSSLContext"  # type: ignore[index]
 
 
 def test_requests_honours_sslkeylogfile_after_injection(

@@ -43,7 +43,7 @@ class _Parser(argparse.ArgumentParser):
 def _injection_active() -> bool:
     from . import _api
 
-    return ssl.SSLContext is _api.SSLContext
+    return ssl.SSLContext is _api.InjectedSSLContext
 
 
 def cmd_status(args: argparse.Namespace) -> int:

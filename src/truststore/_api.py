@@ -3,7 +3,8 @@
 How verification works depends on the backend (chosen once, by platform):
 
 * Linux/BSD (``_openssl``): the operating system's store *is* an OpenSSL
-  store, so the context loads it once, at creation, and OpenSSL verifies
+  store, so the context loads it once, at its first client-side use (when
+  ``_trust`` says the OS store is part of its trust), and OpenSSL verifies
   during the handshake exactly as the standard library would.  Nothing runs
   per connection except turning OpenSSL's error into our message shape.
 * Windows and macOS (``_windows``/``_macos``): OpenSSL is told not to verify
@@ -14,7 +15,8 @@ How verification works depends on the backend (chosen once, by platform):
   is ever flipped around a handshake.
 
 Platform code stays in the backend modules; per-connection state lives in
-``_connection``, trust material in ``_trust``, injection in ``_inject``.
+``_connection``, what a context trusts (library vs injected rules) in
+``_trust``, injection in ``_inject``.
 """
 
 from __future__ import annotations
@@ -115,14 +117,21 @@ class SSLContext(_SuperTarget):
     """``ssl.SSLContext`` that verifies servers against the OS trust store.
 
     It is a real ``ssl.SSLContext`` subclass: every attribute and method
-    works, and ``isinstance(ctx, ssl.SSLContext)`` holds.  Certificates added
-    with ``load_verify_locations()`` are trusted in addition to the OS store.
+    works, and ``isinstance(ctx, ssl.SSLContext)`` holds.  Used directly (the
+    library API), certificates added with ``load_verify_locations()`` are
+    trusted in addition to the OS store, as in the public truststore
+    package.  Contexts made through the standard library's names while
+    injected are ``InjectedSSLContext`` and follow the stdlib's rules
+    (pins stay pins); ``_trust`` holds both rule sets, the README the table.
     With no argument the protocol is ``PROTOCOL_TLS_CLIENT``.
 
-    A context made with ``PROTOCOL_TLS_SERVER`` is a plain stdlib server
-    context: a server verifies *client* certificates against the CAs its
-    owner chose, never against every CA the OS trusts.
+    Used server-side, any context verifies *client* certificates against
+    the CAs its owner chose, never against every CA the OS trusts: the OS
+    store joins a context only at its first client-side use.
     """
+
+    # The library rule: the OS store plus what is loaded (see _trust).
+    _truststore_additive: typing.ClassVar[bool] = True
 
     # ssl.py's own properties, re-exposed so that normal access runs their
     # logic (see _SuperTarget for why the MRO needs the C ones behind us).
@@ -148,25 +157,49 @@ class SSLContext(_SuperTarget):
             return
         self._truststore_lock = threading.Lock()
         self._is_client = self.protocol != ssl.PROTOCOL_TLS_SERVER
-        self._os_store_empty = False
-        self._extra_anchors: list[bytes] = []
+        # What this context trusts; nothing is loaded until first use.  (The
+        # early return above keeps a second __init__ from forgetting it, which
+        # would turn a pin into "nothing loaded".)
+        self._trust = _trust.ContextTrust(
+            additive=self._truststore_additive, os_verifies=self._verifier_class is not None
+        )
         self._verified_sessions: dict[bytes, str | None] = {}
         self._verifier: Any = None
         self._user_sslsocket_class: type[ssl.SSLSocket] = ssl.SSLSocket
         self._user_sslobject_class: type[ssl.SSLObject] = ssl.SSLObject
-        self._intercept = self._is_client and self._verifier_class is not None
-        if self._intercept:
-            # The user's view starts from what OpenSSL set for this protocol
-            # (TLS_CLIENT: CERT_REQUIRED + check_hostname); the native
-            # context is then told to accept anything, because we verify.
-            self._user_check_hostname = bool(_C_CHECK_HOSTNAME.__get__(self))
-            self._user_verify_mode = ssl.VerifyMode(_C_VERIFY_MODE.__get__(self))
-            _C_CHECK_HOSTNAME.__set__(self, False)
-            _C_VERIFY_MODE.__set__(self, ssl.CERT_NONE)
-            assert self._verifier_class is not None
-            self._verifier = self._verifier_class()
-        elif self._is_client:
-            self._os_store_empty = not _trust.load_os_trust(self, _backend)
+        self._intercept = False
+        if self.protocol == ssl.PROTOCOL_TLS_CLIENT and self._verifier_class is not None:
+            # Client-only: intercept from the start.  A generic protocol
+            # (PROTOCOL_TLS, TLSv1_2, ...) may serve instead: it switches at
+            # its first client-side use (_settle_client), never after serving.
+            self._start_intercepting()
+
+    def _start_intercepting(self) -> None:
+        # The user's view starts from the native settings (TLS_CLIENT:
+        # CERT_REQUIRED + check_hostname); the native context is then told
+        # to accept anything, because we verify.
+        self._user_check_hostname = bool(_C_CHECK_HOSTNAME.__get__(self))
+        self._user_verify_mode = ssl.VerifyMode(_C_VERIFY_MODE.__get__(self))
+        assert self._verifier_class is not None
+        self._verifier = self._verifier_class()
+        self._intercept = True
+        _C_CHECK_HOSTNAME.__set__(self, False)
+        _C_VERIFY_MODE.__set__(self, ssl.CERT_NONE)
+        self._trust.attach(self)
+
+    @property
+    def _os_store_empty(self) -> bool:
+        return self._trust.os_empty
+
+    def _store_backend(self) -> Any:
+        """The backend whose OS store this context means: the verifier's
+        module where one verifies (so that the seam ``_verifier_class``
+        brings its store along), else the platform's."""
+        if self._verifier_class is not None:
+            module = sys.modules.get(self._verifier_class.__module__)
+            if module is not None and hasattr(module, "store_certificates"):
+                return module
+        return _backend
 
     # -- the switches the user sees -------------------------------------
     @property
@@ -269,15 +302,13 @@ class SSLContext(_SuperTarget):
             # (no OS store, OpenSSL's own checks), which fails closed.
             return
         if server_side:
-            if self._is_client and self.verify_mode != ssl.CERT_NONE:
-                # This context trusts the whole OS store for *servers*; using
-                # it to check client certificates would accept any client
-                # with a publicly trusted certificate.  Refuse loudly.
-                raise ValueError(
-                    "truststore.SSLContext cannot verify client certificates; "
-                    "use a context created with ssl.PROTOCOL_TLS_SERVER"
-                )
+            if self._is_client:
+                # The owner's CAs only; refuses (ValueError) when the OS
+                # store joined this context without the owner asking.
+                self._trust.check_server(self, _backend, self.verify_mode != ssl.CERT_NONE)
             return
+        if not self._trust.settled:
+            self._settle_client()
         if self.check_hostname and not server_hostname:
             # ssl.SSLSocket checks this, but wrap_bio() does not, and OpenSSL
             # would then match no name at all.  No I/O has happened yet.
@@ -320,6 +351,12 @@ class SSLContext(_SuperTarget):
             native=not intercept,
             security_level=security_level,
         )
+
+    def _settle_client(self) -> None:
+        switch = None
+        if not self._intercept and self._verifier_class is not None:
+            switch = self._start_intercepting
+        self._trust.settle_client(self, _backend, switch)
 
     def _remember_session(self, session_id: bytes, host: str | None) -> None:
         with self._truststore_lock:
@@ -386,7 +423,7 @@ class SSLContext(_SuperTarget):
             # Imported here: only the intercept path needs it.
             from . import _chain_policy
 
-            _chain_policy.check(ders, pending.security_level, pending.host, self._extra_anchors)
+            _chain_policy.check(ders, pending.security_level, pending.host, self._trust.anchors)
         try:
             self._verifier.verify(
                 ders,
@@ -404,46 +441,123 @@ class SSLContext(_SuperTarget):
                 pending.host,
             ) from exc
 
-    # -- trust anchors -----------------------------------------------------
+    # -- trust anchors (the rules are in _trust) ------------------------------
     def load_verify_locations(
         self,
         cafile: str | bytes | os.PathLike[str] | os.PathLike[bytes] | None = None,
         capath: str | bytes | os.PathLike[str] | os.PathLike[bytes] | None = None,
         cadata: str | Buffer | None = None,
     ) -> None:
-        """Trust these certificates in addition to the OS store.
+        """Trust these certificates (library contexts: in addition to the OS
+        store; injected contexts: as the stdlib would, a general-purpose
+        public bundle meaning the OS store plus its non-public certificates).
 
-        The native context loads them first, so errors are exactly the
-        standard library's; an intercepting backend then gets the same
-        certificates as extra anchors.
+        The native context loads them, so errors are exactly the standard
+        library's; an intercepting backend gets the same certificates as
+        anchors.
         """
-        super().load_verify_locations(cafile, capath, cadata)
-        if not self._intercept_active():
+        state = self.__dict__.get("_trust")
+        if state is None:
+            super().load_verify_locations(cafile, capath, cadata)
             return
-        added = _trust.collect_anchor_ders(cafile, capath, cadata)
-        if not added:
-            return
-        with self._truststore_lock:
-            self._extra_anchors.extend(added)
-            anchors = list(self._extra_anchors)
-        self._verifier.set_extra_anchors(anchors)
+        bundle = None
+        if cafile is not None and not state.additive:
+            try:
+                bundle = _trust.classify_bundle(os.fsdecode(cafile), self._store_backend())
+            except (TypeError, ValueError):
+                bundle = None  # the stdlib's own call below raises
+            if bundle is not None and not bundle.general:
+                bundle = None
+        if bundle is not None:
+            if capath is not None or cadata is not None:
+                super().load_verify_locations(None, capath, cadata)
+            if bundle.private_ders:
+                _CSSLContext.load_verify_locations(self, None, None, b"".join(bundle.private_ders))
+            state.ask_defaults(self, _backend)
+            cafile = None
+        else:
+            super().load_verify_locations(cafile, capath, cadata)
+        anchors: list[bytes] = []
+        if state.os_verifies:
+            anchors = _trust.collect_anchor_ders(cafile, capath, cadata)
+            if bundle is not None:
+                anchors[:0] = bundle.private_ders
+        state.add_material(self, anchors)
 
     def load_default_certs(self, purpose: ssl.Purpose = ssl.Purpose.SERVER_AUTH) -> None:
-        """The OS store is already this context's default; nothing to add.
-
-        On Linux the store was loaded when the context was created; on
-        Windows and macOS the OS API is asked on every verification.  Loading
-        it again (as urllib3 and ``ssl.create_default_context`` do) would
-        only cost time.
-        """
+        """The OS store, as it is now (see _trust: loaded at first use;
+        repeated calls with the store unchanged add nothing)."""
         if not isinstance(purpose, ssl._ASN1Object):
             raise TypeError(purpose)
-        if not self._is_client:
+        if not self._is_client or "_trust" not in self.__dict__:
             super().load_default_certs(purpose)
+            return
+        self._trust.ask_defaults(self, _backend)
 
     def set_default_verify_paths(self) -> None:
-        if not self._is_client:
+        if not self._is_client or "_trust" not in self.__dict__:
             super().set_default_verify_paths()
+            return
+        self._trust.ask_defaults(self, _backend)
+
+    def get_ca_certs(self, binary_form: bool = False) -> Any:
+        """The CA certificates this context trusts, the OS store's included
+        when it is part of that trust (read now; OpenSSL lists a hashed
+        directory's certificates only once a handshake looked them up, so
+        do we)."""
+        report = _trust.report_context(self, self._store_backend(), _StdSSLContext)
+        if report is None:
+            return super().get_ca_certs(binary_form)
+        return report.get_ca_certs(binary_form)
+
+    def cert_store_stats(self) -> dict[str, int]:
+        report = _trust.report_context(self, self._store_backend(), _StdSSLContext)
+        stats: dict[str, int] = super().cert_store_stats()
+        if report is None:
+            return stats
+        reported: dict[str, int] = report.cert_store_stats()
+        # CRLs: the store's bundle may hold some (the report loaded it),
+        # the native context those loaded by the owner; never counted twice.
+        reported["crl"] = max(reported.get("crl", 0), stats.get("crl", 0))
+        return reported
+
+
+class _InjectedSuperTarget(_SuperTarget):
+    """What follows ``InjectedSSLContext`` in its MRO: C-level properties
+    again, for the same reason as ``_SuperTarget`` (ssl.py's setters ask
+    ``super(<installed class>, <installed class>)``, and the installed class
+    is now InjectedSSLContext, whose next class must not be ssl.py's)."""
+
+    for _name in _GLOBAL_SUPER_PROPERTIES:
+        if hasattr(_CSSLContext, _name):
+            locals()[_name] = _c_level_property(_name)
+    del _name
+
+
+def _resolved(cls: type, name: str) -> Any:
+    for klass in cls.__mro__:
+        if name in vars(klass):
+            return vars(klass)[name]
+    raise AttributeError(name)
+
+
+class InjectedSSLContext(_InjectedSuperTarget, SSLContext):
+    """What ``ssl.SSLContext`` is while injected: a ``truststore.SSLContext``
+    that trusts what the standard library would, the OS store standing in
+    for "the default certificates" (see _trust and the README's table).
+
+    MRO: InjectedSSLContext -> _InjectedSuperTarget (C-level properties) ->
+    SSLContext -> _SuperTarget -> ssl.SSLContext -> _ssl._SSLContext.
+    """
+
+    _truststore_additive: typing.ClassVar[bool] = False
+
+    # SSLContext's view of each shadowed property (ours for verify_mode,
+    # ssl.py's for the rest), so that normal access runs their logic.
+    for _name in _GLOBAL_SUPER_PROPERTIES:
+        if hasattr(_CSSLContext, _name):
+            locals()[_name] = _resolved(SSLContext, _name)
+    del _name
 
 
 def store_description() -> str:

@@ -25,9 +25,10 @@ def _patch_module(name: str, injected: bool) -> None:
     patch = PATCH_TABLE.get(name)
     if module is None or patch is None:
         return
-    target = _api.SSLContext if injected else _api._StdSSLContext
+    target = _api.InjectedSSLContext if injected else _api._StdSSLContext
     attribute = patch.class_attribute
     if attribute is not None and getattr(module, attribute, None) in (
+        _api.InjectedSSLContext,
         _api.SSLContext,
         _api._StdSSLContext,
     ):
@@ -74,8 +75,8 @@ def _swap_context(name: str, module: Any, patch: ModulePatch, injected: bool) ->
 def _requests_context(module: Any, injected: bool, reads: tuple[str, ...]) -> Any:
     """requests' preloaded context, made requests' own way: urllib3's
     settings (host and certificate checks, SSLKEYLOGFILE, ...) plus
-    requests' CA bundle.  Injected, that bundle is trusted in addition to the
-    OS store, as ``load_verify_locations()`` always is."""
+    requests' CA bundle.  Injected, that bundle (certifi) is a general-purpose
+    public bundle, which means the OS store (see _trust)."""
     make_name, bundle_name, unzip_name = reads
     make: Any = getattr(module, make_name, None)
     try:
@@ -83,7 +84,7 @@ def _requests_context(module: Any, injected: bool, reads: tuple[str, ...]) -> An
     except Exception:
         context = None
     if injected and not isinstance(context, _api.SSLContext):
-        context = _api.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context = _api.InjectedSSLContext(ssl.PROTOCOL_TLS_CLIENT)
     bundle: Any = getattr(module, bundle_name, None)
     unzip: Any = getattr(module, unzip_name, lambda path: path)
     if context is None or bundle is None:
@@ -185,7 +186,7 @@ PATCHED_MODULES = tuple(PATCH_TABLE)
 
 
 def _is_injected() -> bool:
-    return ssl.SSLContext is _api.SSLContext
+    return ssl.SSLContext is _api.InjectedSSLContext
 
 
 def inject_into_ssl() -> None:
@@ -196,7 +197,7 @@ def inject_into_ssl() -> None:
     auto-injection hook calls it as they load).
     """
     with _injection_lock:
-        ssl.SSLContext = _api.SSLContext  # type: ignore[misc]
+        ssl.SSLContext = _api.InjectedSSLContext  # type: ignore[misc]
         for name in PATCHED_MODULES:
             _patch_module(name, True)
 

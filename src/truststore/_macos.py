@@ -40,7 +40,7 @@ from typing import Any, Final
 
 from . import _common
 
-__all__ = ["Verifier", "describe_store"]
+__all__ = ["Verifier", "describe_store", "store_certificates"]
 
 _SECURITY_PATH: Final = "/System/Library/Frameworks/Security.framework/Security"
 _COREFOUNDATION_PATH: Final = "/System/Library/Frameworks/CoreFoundation.framework/CoreFoundation"
@@ -229,6 +229,72 @@ class _Native:
             sec, "SecTrustEvaluate", _OSStatus, _Ref, ctypes.POINTER(_SecTrustResultType)
         )
 
+        # For get_ca_certs() and "public root" decisions only, so optional:
+        # without them the store's content reads as empty (never as trusted).
+        # https://developer.apple.com/documentation/security/sectrustcopyanchorcertificates(_:)
+        # https://developer.apple.com/documentation/security/sectrustsettingscopycertificates(_:_:)
+        # https://developer.apple.com/documentation/security/seccertificatecopydata(_:)
+        # https://developer.apple.com/documentation/corefoundation/cfarraygetcount(_:)
+        # https://developer.apple.com/documentation/corefoundation/cfarraygetvalueatindex(_:_:)
+        # https://developer.apple.com/documentation/corefoundation/cfdatagetlength(_:)
+        # https://developer.apple.com/documentation/corefoundation/cfdatagetbyteptr(_:)
+        self.store_functions: dict[str, Callable[..., Any]] | None
+        try:
+            self.store_functions = {
+                "anchors": _bind(
+                    sec, "SecTrustCopyAnchorCertificates", _OSStatus, ctypes.POINTER(_Ref)
+                ),
+                "settings": _bind(
+                    sec,
+                    "SecTrustSettingsCopyCertificates",
+                    _OSStatus,
+                    ctypes.c_uint32,
+                    ctypes.POINTER(_Ref),
+                ),
+                "copy_data": _bind(sec, "SecCertificateCopyData", _Ref, _Ref),
+                "count": _bind(cf, "CFArrayGetCount", _CFIndex, _Ref),
+                "at": _bind(cf, "CFArrayGetValueAtIndex", _Ref, _Ref, _CFIndex),
+                "length": _bind(cf, "CFDataGetLength", _CFIndex, _Ref),
+                "bytes": _bind(cf, "CFDataGetBytePtr", ctypes.c_void_p, _Ref),
+            }
+        except AttributeError:
+            self.store_functions = None
+
+    def anchor_certificates(self) -> list[bytes]:
+        """The system anchors plus the user and admin trust settings'
+        certificates, DER.  Every Copy result is released here."""
+        functions = self.store_functions
+        if functions is None:
+            return []
+        arrays: list[int] = []
+        anchors = _Ref()
+        if int(functions["anchors"](ctypes.byref(anchors))) == 0 and anchors.value:
+            arrays.append(anchors.value)
+        # kSecTrustSettingsDomainUser = 0, kSecTrustSettingsDomainAdmin = 1
+        # (SecTrustSettings.h); errSecNoTrustSettings when a domain has none.
+        for domain in (0, 1):
+            found = _Ref()
+            if int(functions["settings"](domain, ctypes.byref(found))) == 0 and found.value:
+                arrays.append(found.value)
+        ders: list[bytes] = []
+        try:
+            for array in arrays:
+                for index in range(int(functions["count"](array))):
+                    cert = functions["at"](array, index)  # Get rule: not ours
+                    data = functions["copy_data"](cert) if cert else None
+                    if not data:
+                        continue
+                    try:
+                        length = int(functions["length"](data))
+                        pointer = functions["bytes"](data)
+                        ders.append(ctypes.string_at(pointer, length))
+                    finally:
+                        self.release(data)
+        finally:
+            for array in arrays:
+                self.release(array)
+        return ders
+
     # -- small typed helpers ------------------------------------------------
     def release(self, ref: int) -> None:
         self.CFRelease(ref)
@@ -361,13 +427,16 @@ class Verifier:
         self._lock = threading.Lock()
         self._anchor_ders: tuple[bytes, ...] = ()
         self._anchors: _Anchors | None = None
+        self._exclusive = False
 
-    def set_extra_anchors(self, ders: Sequence[bytes]) -> None:
-        """Trust these DER certificates in addition to the system's anchors."""
+    def set_extra_anchors(self, ders: Sequence[bytes], *, exclusive: bool = False) -> None:
+        """Trust these DER certificates in addition to the system's anchors
+        or, with *exclusive*, instead of them (a pinned context)."""
         new = tuple(bytes(der) for der in ders)
         with self._lock:
             old, self._anchors = self._anchors, None
             self._anchor_ders = new
+            self._exclusive = exclusive
         if old is not None:
             old.close()
 
@@ -443,9 +512,19 @@ class Verifier:
                     )
                 certs.append(ref)
             evaluation = _Evaluation(native, owned.array(certs, "CFArrayCreate"))
+            with self._lock:
+                evaluation.anchors_only = self._exclusive
             anchors = self._retained_anchors(native)
             if anchors is not None:
                 evaluation.anchors = owned.own(anchors, "CFRetain")
+            elif evaluation.anchors_only:
+                # Pinned, and not one usable anchor: nothing can be trusted
+                # (an empty anchor array would let the keychain back in).
+                raise _Rejected(
+                    _common.X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY,
+                    "unable to get local issuer certificate (this context trusts only the "
+                    "CA certificates loaded into it, and none could be used)",
+                )
 
             # First from what is at hand, network fetching off: the chain
             # the peer sent must be complete.  Only then, if asked for,
@@ -504,6 +583,8 @@ class _Evaluation:
         # Check revocation, and with it allow network fetching.
         self.revocation = False
         self.anchors: int | None = None  # CFArray of extra anchors, owned by the caller
+        # Pinned context: the anchors and nothing else (not the keychain's).
+        self.anchors_only = False
 
     def run(self, name: bytes | None) -> int | None:
         """None when trusted.  On failure, raise with Apple's reason
@@ -563,11 +644,14 @@ class _Evaluation:
                 f"SecTrustCreateWithCertificates failed (OSStatus {status})",
             )
         if self.anchors is not None:
-            # The extra anchors, *then* the system's back on: setting anchors
-            # alone would make them the only ones trusted.
+            # The extra anchors, *then* the system's back on (setting anchors
+            # alone makes them the only ones trusted), unless the context is
+            # pinned: then explicitly anchors-only, not relying on the default.
             status = int(native.SecTrustSetAnchorCertificates(trust.value, self.anchors))
             if status == 0:
-                status = int(native.SecTrustSetAnchorCertificatesOnly(trust.value, 0))
+                status = int(
+                    native.SecTrustSetAnchorCertificatesOnly(trust.value, int(self.anchors_only))
+                )
             if status != 0:
                 raise _Rejected(
                     _common.X509_V_ERR_UNSPECIFIED,
@@ -606,6 +690,24 @@ class _Evaluation:
             code = _mismatch_code(name.decode("ascii"))
         label = f"{symbol}, OSStatus {status}" if symbol else f"OSStatus {status}"
         raise _Rejected(code, f"{description or 'certificate is not trusted'} ({label})")
+
+
+def store_certificates() -> tuple[tuple[object, ...], tuple[bytes, ...]]:
+    """The anchors macOS trusts: the system's (SecTrustCopyAnchorCertificates)
+    and the admin and user trust settings' certificates
+    (SecTrustSettingsCopyCertificates), as DER.  Empty when the framework
+    lacks them; the key is constant (read once per process for "public
+    root" decisions, on each call for get_ca_certs())."""
+    try:
+        native = _native()
+    except Exception:
+        return ("macos",), ()
+    ders: list[bytes] = []
+    try:
+        ders = native.anchor_certificates()
+    except Exception:
+        ders = []
+    return ("macos",), tuple(dict.fromkeys(ders))
 
 
 def describe_store() -> str:

@@ -251,12 +251,14 @@ def _load_der_list(ctx: ssl.SSLContext, ders: tuple[bytes, ...]) -> None:
                 continue
 
 
-def load_os_trust(ctx: ssl.SSLContext) -> bool:
-    """Load the OS store into *ctx*; False when nothing could be loaded.
+def load_os_trust(ctx: ssl.SSLContext, plan: StorePlan | None = None) -> bool:
+    """Load the OS store into *ctx* (as *plan* found it, default: as it is
+    now); False when nothing could be loaded.
 
     Calls the C-level loader so that no subclass override runs here.
     """
-    plan = current_plan()
+    if plan is None:
+        plan = current_plan()
     load = _ssl._SSLContext.load_verify_locations
     if plan.capath:
         load(ctx, None, plan.capath, None)
@@ -280,3 +282,60 @@ def describe_store() -> str:
     if plan.empty:
         return "nothing loadable; searched " + ", ".join(plan.searched)
     return plan.summary
+
+
+# -- the store's content (for _trust: "public root", and what contexts report) --
+
+_content_lock = threading.Lock()
+_content_cache: dict[tuple[object, ...], tuple[bytes, ...]] = {}
+
+
+def store_certificates() -> tuple[tuple[object, ...], tuple[bytes, ...]]:
+    """The OS store's bundle certificates as DER, with the disk state they
+    were read from; used (once per state) to recognise publicly trusted
+    roots.  The hashed directories are not read: distributions generate
+    them from the same source as the bundle, and a CA only a directory
+    holds merely counts as "not public", i.e. trusted as given where a
+    program hands it over, which it is anyway."""
+    cafile, _dirs, explicit = default_locations()
+    plan = current_plan()
+    files = [f for f in (cafile, plan.cafile) if f]
+    key = (tuple(_stat_key(f) for f in files), explicit)
+    with _content_lock:
+        known = _content_cache.get(key)
+    if known is not None:
+        return key, known
+    bodies: list[bytes] = []
+    for path in dict.fromkeys(files):
+        data = _read_bundle(path)
+        if data:
+            bodies.extend(b"".join(body.split()) for body in _PEM_BODY.findall(data))
+    ders: list[bytes] = list(plan.extra_der)
+    for body in dict.fromkeys(bodies):
+        try:
+            ders.append(base64.b64decode(body, validate=True))
+        except (binascii.Error, ValueError):
+            continue
+    content = tuple(dict.fromkeys(ders))
+    with _content_lock:
+        if len(_content_cache) > 8:
+            _content_cache.clear()
+        _content_cache[key] = content
+    return key, content
+
+
+def report_into(ctx: ssl.SSLContext) -> None:
+    """Load into *ctx* what ``set_default_verify_paths()`` would make
+    ``get_ca_certs()`` list: the bundle's certificates (OpenSSL lists a
+    hashed directory's only once a handshake looked them up, and so do we:
+    the directories are registered, not read)."""
+    cafile, _dirs, _explicit = default_locations()
+    plan = current_plan()
+    load = _ssl._SSLContext.load_verify_locations
+    for path in dict.fromkeys(f for f in (cafile, plan.cafile) if f):
+        try:
+            load(ctx, path, None, None)
+        except (ssl.SSLError, OSError, ValueError):
+            continue
+    if plan.extra_der and not plan.cafile:
+        _load_der_list(ctx, plan.extra_der)

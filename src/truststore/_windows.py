@@ -56,7 +56,7 @@ from typing import Any
 
 from . import _common
 
-__all__ = ["Verifier", "describe_store"]
+__all__ = ["Verifier", "describe_store", "store_certificates"]
 
 # -- wincrypt.h constants (values from Microsoft's documentation) -------------
 
@@ -1036,12 +1036,16 @@ class Verifier:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._anchors: _Anchors | None = None
+        self._exclusive = False
 
-    def set_extra_anchors(self, ders: Sequence[bytes]) -> None:
-        """Trust *ders* (the full list) in addition to the system store."""
+    def set_extra_anchors(self, ders: Sequence[bytes], *, exclusive: bool = False) -> None:
+        """Trust *ders* (the full list) in addition to the system store or,
+        with *exclusive*, instead of it (a pinned context: only a chain that
+        ends at one of them is trusted, built by the exclusive-root engine)."""
         new = _Anchors(ders) if ders else None
         with self._lock:
             self._anchors = new
+            self._exclusive = exclusive
         # The old _Anchors frees its engine when its last in-flight user ends.
 
     def verify(
@@ -1091,8 +1095,24 @@ class Verifier:
 
         api = _load_crypt32()
         with self._lock:
-            anchors = self._anchors
+            anchors, exclusive = self._anchors, self._exclusive
         args = (ders, policy_host, ip_host, flags)
+        if exclusive:
+            # Pinned: the system store plays no part.  The exclusive-root
+            # engine builds only to the anchors, and _judge insists the
+            # chain's root is one of them, byte for byte.
+            if anchors is None:
+                raise _common.verification_error(
+                    _common.X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY,
+                    "unable to get local issuer certificate (this context trusts only the "
+                    "CA certificates loaded into it, and none could be used)",
+                    host,
+                )
+            engine = anchors.engine(api)
+            pinned = self._evaluate(api, engine, *args, anchors=anchors, fallback=engine is None)
+            if pinned is None:
+                return
+            raise pinned.error(host)
         failure = self._evaluate(api, None, *args, anchors=None, fallback=False)
         if failure is None:
             return
@@ -1180,6 +1200,28 @@ class Verifier:
                     _counters.closed()
         finally:
             _close_store(api, store)
+
+
+def store_certificates() -> tuple[tuple[object, ...], tuple[bytes, ...]]:
+    """The ROOT store's certificates (what CryptoAPI chains end at), as
+    CPython's ``ssl.enum_certificates("ROOT")`` lists them (CertOpenStore
+    over the CurrentUser and LocalMachine ROOT stores): DER, trusted for
+    server authentication or for every purpose.  Read on each call; the
+    key is constant, so "public root" decisions read it once per process."""
+    enum: Any = getattr(ssl, "enum_certificates", None)
+    ders: list[bytes] = []
+    if enum is not None:
+        try:
+            entries = enum("ROOT")
+        except OSError:
+            entries = []
+        for cert, encoding, trust in entries:
+            if encoding == "x509_asn" and (trust is True or _SERVER_AUTH_OID in trust):
+                ders.append(bytes(cert))
+    return ("windows-root",), tuple(dict.fromkeys(ders))
+
+
+_SERVER_AUTH_OID = "1.3.6.1.5.5.7.3.1"
 
 
 def describe_store() -> str:

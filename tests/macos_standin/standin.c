@@ -1463,6 +1463,60 @@ EXPORT void standin_keychain_clear(void)
     pthread_mutex_unlock(&g_keychain_lock);
 }
 
+/* The keychain's certificates with one of the given settings, as a new
+ * CFArray of SecCertificate (the caller owns it). */
+static CFArrayRef keychain_copy(bool system_roots)
+{
+    CFMutableArrayRef out = CFArrayCreateMutable(NULL, 0, &kCFTypeArrayCallBacks);
+    pthread_mutex_lock(&g_keychain_lock);
+    for (size_t i = 0; i < g_keychain_count; i++) {
+        bool is_root = g_keychain[i].setting == SETTING_SYSTEM_ROOT;
+        if (is_root != system_roots)
+            continue;
+        cert_t *c = new_object(sizeof *c, T_CERT);
+        X509_up_ref(g_keychain[i].x509);
+        c->x509 = g_keychain[i].x509;
+        CFArrayAppendValue(out, c);
+        CFRelease(c); /* the array holds it */
+    }
+    pthread_mutex_unlock(&g_keychain_lock);
+    return out;
+}
+
+/* SecTrustCopyAnchorCertificates: the system's anchors (setting 0 entries),
+ * a new CFArray the caller releases. */
+EXPORT OSStatus SecTrustCopyAnchorCertificates(CFArrayRef *anchors)
+{
+    if (!anchors)
+        die("SecTrustCopyAnchorCertificates: NULL anchors");
+    *anchors = keychain_copy(true);
+    return 0;
+}
+
+/* SecTrustSettingsCopyCertificates: the certificates that have trust
+ * settings in a domain (0 user, 1 admin, 2 system).  The stand-in keeps its
+ * "Always Trust" / "Never Trust" entries in the user domain; the other
+ * domains have none: errSecNoTrustSettings (-25263), as on macOS. */
+EXPORT OSStatus SecTrustSettingsCopyCertificates(uint32_t domain, CFArrayRef *certArray)
+{
+    if (!certArray)
+        die("SecTrustSettingsCopyCertificates: NULL certArray");
+    if (domain > 2)
+        return -50; /* errSecParam */
+    if (domain != 0) {
+        *certArray = NULL;
+        return -25263;
+    }
+    CFArrayRef out = keychain_copy(false);
+    if (CFArrayGetCount(out) == 0) {
+        CFRelease(out);
+        *certArray = NULL;
+        return -25263;
+    }
+    *certArray = out;
+    return 0;
+}
+
 /* Revocation information the stand-in's "network" can deliver: DER CRLs.
  * Returns 0, or -1 when der is not a CRL. */
 EXPORT int standin_revocation_add_crl(const unsigned char *der, long len)
