@@ -359,11 +359,11 @@ for name, patch in inject.PATCH_TABLE.items():
     module = sys.modules[name]
     if patch.class_attribute:
         ours[name + "." + patch.class_attribute] = (
-            getattr(module, patch.class_attribute) is truststore.SSLContext)
+            getattr(module, patch.class_attribute) is truststore._api.InjectedSSLContext)
     context = getattr(module, patch.context_attribute or "-", None)
     if context is not None:
         ours[name + "." + patch.context_attribute] = isinstance(context, truststore.SSLContext)
-print(json.dumps({"seen": seen, "ours": ours, "injected": ssl.SSLContext is truststore.SSLContext}))
+print(json.dumps({"seen": seen, "ours": ours, "injected": ssl.SSLContext is truststore._api.InjectedSSLContext}))
 """
     )
     assert data["injected"]
