@@ -12,6 +12,7 @@ with nothing in it fails closed with a message naming what was searched.
 from __future__ import annotations
 
 import base64
+import json
 import os
 import socket
 import ssl
@@ -330,3 +331,180 @@ def test_ca_file_flipping_while_contexts_are_made(
     for ctx in contexts:
         verdict = (trusted(ctx, first), trusted(ctx, second))
         assert verdict in {(True, False), (False, True)}
+
+
+# -- 16. secure execution (setuid/setgid/file capabilities) ---------------------
+
+_SECURE_CHILD = r"""
+import ctypes, json, socket, ssl, sys
+sys.path[:0] = sys.argv[2:4]
+libc = ctypes.CDLL(None)
+libc.getauxval.restype = ctypes.c_ulong
+libc.getauxval.argtypes = [ctypes.c_ulong]
+import truststore
+from truststore import _openssl
+
+def verdict(ctx):
+    with socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=20) as raw:
+        try:
+            with ctx.wrap_socket(raw, server_hostname="localhost"):
+                return "trusted"
+        except ssl.SSLCertVerificationError as exc:
+            return f"rejected ({exc.verify_code})"
+
+stdlib = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+stdlib.set_default_verify_paths()
+print(json.dumps({
+    "at_secure": libc.getauxval(23),
+    "stdlib": verdict(stdlib),
+    "ours": verdict(truststore.SSLContext()),
+    "explicit": _openssl.default_locations()[2],
+}))
+"""
+
+
+def _setpriv_works() -> bool:
+    import shutil
+
+    if not sys.platform.startswith("linux") or os.geteuid() != 0 or not shutil.which("setpriv"):
+        return False
+    probe = subprocess.run(["setpriv", "--ruid=65534", "--", "true"], capture_output=True)
+    return probe.returncode == 0
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize(
+    "privilege",
+    [
+        # The shapes of a set-user-ID and a set-group-ID program: the real id
+        # differs from the effective one at exec, so the kernel sets AT_SECURE.
+        ["--ruid=65534"],
+        ["--rgid=65534", "--keep-groups"],
+        None,  # the control: an ordinary process honours the variables
+    ],
+    ids=["setuid", "setgid", "ordinary"],
+)
+def test_secure_execution_ignores_cert_variables(
+    privilege: list[str] | None, tmp_path: Path, empty_dir: Path, sites: list[Site]
+) -> None:
+    """A privileged process does not let its invoker choose its trust store:
+    OpenSSL reads SSL_CERT_FILE/SSL_CERT_DIR with secure_getenv(), which
+    ignores them when AT_SECURE is set; the store we load agrees."""
+    if not _setpriv_works():
+        pytest.skip("needs root and setpriv(1) on Linux to start a secure-execution child")
+    attacker = tmp_path / "attacker.pem"
+    attacker.write_bytes(sites[0].pem)
+    hashed = hashed_dir(tmp_path / "attacker-dir", sites[0])
+    src = str(Path(truststore.__file__).resolve().parents[1])
+    argv = [sys.executable, "-c", _SECURE_CHILD, str(sites[0].server.port), src, src]
+    if privilege is not None:
+        argv = ["setpriv", *privilege, "--", *argv]
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith("SSL_CERT") and not key.startswith("PYTEST")
+    }
+    for variables in (
+        {"SSL_CERT_FILE": str(attacker)},
+        {"SSL_CERT_DIR": str(hashed), "SSL_CERT_FILE": str(empty_dir / "none.pem")},
+    ):
+        result = subprocess.run(
+            argv, env={**env, **variables}, capture_output=True, text=True, timeout=60
+        )
+        assert result.returncode == 0, result.stderr
+        seen = json.loads(result.stdout.splitlines()[-1])
+        if privilege is None:
+            assert seen == {
+                "at_secure": 0,
+                "stdlib": "trusted",
+                "ours": "trusted",
+                "explicit": True,
+            }, variables
+        else:
+            assert seen == {
+                "at_secure": 1,
+                "stdlib": "rejected (20)",
+                "ours": "rejected (20)",
+                "explicit": False,
+            }, variables
+
+
+# -- 17. what OpenSSL's look-up by name finds ------------------------------------
+
+
+def _openssl_hash(pem: bytes, option: str = "-subject_hash") -> str:
+    return subprocess.run(
+        ["openssl", "x509", "-noout", option],
+        input=pem,
+        check=True,
+        capture_output=True,
+    ).stdout.decode().strip()
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("naming", ["stale-hash", "old-style-hash", "suffix-gap", "plain-name"])
+def test_bundle_ca_in_directory_under_a_name_lookup_never_opens(
+    naming: str, tmp_path: Path, sites: list[Site], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The directory holds a bundle CA, but under a name OpenSSL's look-up by
+    subject hash never opens: the CA stays trusted (from the bundle), exactly
+    as for set_default_verify_paths()."""
+    listed, misnamed, outsider = sites
+    certs = hashed_dir(tmp_path / "certs", listed)
+    if naming == "stale-hash":
+        name = _openssl_hash(outsider.pem) + ".0"  # another CA's hash
+    elif naming == "old-style-hash":
+        name = _openssl_hash(misnamed.pem, "-subject_hash_old") + ".0"  # OpenSSL 0.9.8
+    elif naming == "suffix-gap":
+        name = _openssl_hash(misnamed.pem) + ".1"  # no .0 before it
+    else:
+        name = "misnamed.pem"
+    (certs / name).write_bytes(misnamed.pem)
+    bundle = tmp_path / "bundle.pem"
+    bundle.write_bytes(listed.pem + misnamed.pem)
+    monkeypatch.setenv("SSL_CERT_FILE", str(bundle))
+    monkeypatch.setenv("SSL_CERT_DIR", str(certs))
+    _assert_trust_set([True, True, False], sites)
+
+
+# -- 18. non-regular files named like hashed entries -------------------------------
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("kind", ["fifo", "char-device", "directory", "socket"])
+def test_hashed_entry_that_is_not_a_regular_file(
+    kind: str, tmp_path: Path, sites: list[Site], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A FIFO (or device, directory, socket) named like the hashed entry of a
+    bundle CA must not block, or cost, a new context: only regular files are
+    read, without blocking, and only so much.  The stdlib is not affected
+    (OpenSSL opens entries only on look-up, and finds this CA in the bundle
+    first), and neither may we be."""
+    listed, blocked, outsider = sites
+    certs = hashed_dir(tmp_path / "certs", listed)
+    entry = certs / (_openssl_hash(blocked.pem) + ".0")
+    if kind == "fifo":
+        os.mkfifo(entry)
+    elif kind == "char-device":
+        entry.symlink_to("/dev/zero")
+    elif kind == "directory":
+        entry.mkdir()
+    else:
+        listener = socket.socket(socket.AF_UNIX)
+        listener.bind(str(entry))
+        listener.close()
+    bundle = tmp_path / "bundle.pem"
+    bundle.write_bytes(listed.pem + blocked.pem)
+    monkeypatch.setenv("SSL_CERT_FILE", str(bundle))
+    monkeypatch.setenv("SSL_CERT_DIR", str(certs))
+
+    made: list[ssl.SSLContext] = []
+    worker = threading.Thread(target=lambda: made.append(truststore.SSLContext()), daemon=True)
+    worker.start()
+    worker.join(timeout=20)
+    if worker.is_alive():
+        if kind == "fifo":  # let the stuck open() return, so the test can end
+            os.close(os.open(entry, os.O_WRONLY | os.O_NONBLOCK))
+        pytest.fail(f"a new context blocked on a {kind} in the CA directory")
+    assert [trusted(made[0], site) for site in sites] == [True, True, False]
+    assert [trusted(stdlib_default_paths(), site) for site in sites] == [True, True, False]
