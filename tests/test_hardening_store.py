@@ -433,12 +433,16 @@ def test_secure_execution_ignores_cert_variables(
 
 
 def _openssl_hash(pem: bytes, option: str = "-subject_hash") -> str:
-    return subprocess.run(
-        ["openssl", "x509", "-noout", option],
-        input=pem,
-        check=True,
-        capture_output=True,
-    ).stdout.decode().strip()
+    return (
+        subprocess.run(
+            ["openssl", "x509", "-noout", option],
+            input=pem,
+            check=True,
+            capture_output=True,
+        )
+        .stdout.decode()
+        .strip()
+    )
 
 
 @pytest.mark.timeout(60)
@@ -480,7 +484,7 @@ def test_hashed_entry_that_is_not_a_regular_file(
     read, without blocking, and only so much.  The stdlib is not affected
     (OpenSSL opens entries only on look-up, and finds this CA in the bundle
     first), and neither may we be."""
-    listed, blocked, outsider = sites
+    listed, blocked, _outsider = sites
     certs = hashed_dir(tmp_path / "certs", listed)
     entry = certs / (_openssl_hash(blocked.pem) + ".0")
     if kind == "fifo":
