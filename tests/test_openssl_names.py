@@ -135,7 +135,7 @@ def _system_certificates() -> list[bytes]:
             data = Path(path).read_bytes()
         except OSError:
             continue
-        bodies = _openssl._certificate_bodies(data) or []
+        bodies = [b"".join(b.split()) for b in _openssl._certificate_bodies(data) or []]
         return [d for d in (_openssl._decode_body(b) for b in bodies) if d is not None]
     return []
 

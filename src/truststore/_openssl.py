@@ -88,9 +88,7 @@ _ENTRY_LIMIT = 1 << 20
 _AT_SECURE = 23
 _BEGIN = b"-----BEGIN "
 _END_CERT = b"-----END CERTIFICATE-----"
-_BASE64_AND_SPACE = (
-    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/= \t\r\n\x0b\x0c"
-)
+_BASE64 = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/="
 
 
 class StorePlan:
@@ -258,14 +256,14 @@ def _certificate_bodies(data: bytes) -> list[bytes] | None:
     return bodies
 
 
-def _decode_body(body: bytes) -> bytes | None:
-    """DER from a PEM body; None unless it is clean base64 (OpenSSL's PEM
-    reader would refuse the block)."""
-    if body.translate(None, _BASE64_AND_SPACE):
+def _decode_body(text: bytes) -> bytes | None:
+    """DER from a PEM body with its white space removed (``b"".join(body.split())``);
+    None unless it is clean base64 (OpenSSL's PEM reader would refuse the
+    block)."""
+    if text.translate(None, _BASE64) or len(text) % 4:
         return None
-    text = b"".join(body.split())
-    unpadded = text.rstrip(b"=")
-    if b"=" in unpadded or len(text) - len(unpadded) > 2 or len(text) % 4:
+    padding = text.find(b"=")
+    if padding >= 0 and (padding < len(text) - 2 or text[padding:].strip(b"=")):
         return None
     try:
         return a2b_base64(text)
@@ -430,23 +428,19 @@ def subject_hash(der: bytes) -> int | None:
 # -- the hashed directory, as OpenSSL's by_dir look-up sees it -------------------------
 
 
-def _entry_certificates(data: bytes) -> list[bytes] | None:
+def _entry_certificates(data: bytes, known: dict[bytes, bytes]) -> list[bytes] | None:
     """The certificates OpenSSL's by_dir loader would add from a hashed entry,
-    when this module can be sure of them: plain CERTIFICATE blocks only, each
-    clean base64 of a certificate whose subject this module can read.
-    Anything else (trust settings, a damaged block, no block at all) makes
-    OpenSSL's loader stop or mean more; None."""
+    when they are all bundle certificates (*known*: base64 text without
+    white space -> DER): plain CERTIFICATE blocks only.  Anything else (trust
+    settings, a damaged block, no block at all, a certificate the bundle
+    lacks) makes OpenSSL's loader stop or give more; None."""
     bodies = _certificate_bodies(data)
     if not bodies or data.count(_BEGIN) != len(bodies):
         return None
     ders = []
     for body in bodies:
-        der = _decode_body(body)
+        der = known.get(b"".join(body.split()))
         if der is None:
-            return None
-        try:
-            subject_span(der)
-        except (ValueError, IndexError):
             return None
         ders.append(der)
     return ders
@@ -455,19 +449,21 @@ def _entry_certificates(data: bytes) -> list[bytes] | None:
 class _HashedDir:
     """One directory of ``<hash>.N`` entries, listed once, read on demand."""
 
-    __slots__ = ("_entries", "names", "path")
+    __slots__ = ("_entries", "known", "names", "path")
 
     def __init__(self, path: str, names: list[str]) -> None:
         self.path = path
         self.names = frozenset(names)
+        # The bundle's certificates (base64 text -> DER), set by the planner.
+        self.known: dict[bytes, bytes] = {}
         self._entries: dict[str, list[bytes] | None] = {}
 
     def entry(self, name: str) -> list[bytes] | None:
         """The certificates of one entry; None when it is not a regular
-        file, too big, or not certainly loadable."""
+        file, too big, or not certainly bundle certificates only."""
         if name not in self._entries:
             data = _read_regular(os.path.join(self.path, name), _ENTRY_LIMIT)
-            self._entries[name] = None if data is None else _entry_certificates(data)
+            self._entries[name] = None if data is None else _entry_certificates(data, self.known)
         return self._entries[name]
 
     def chain(self, hash_value: int) -> list[bytes] | None:
@@ -541,7 +537,9 @@ def _group_found(hash_value: int, group: set[bytes], dirs: list[_HashedDir]) -> 
     return False
 
 
-def _substitute(directory: str, hashes: dict[bytes, int | None]) -> _HashedDir | None:
+def _substitute(
+    directory: str, known: dict[bytes, bytes], hashes: dict[bytes, int | None]
+) -> _HashedDir | None:
     """*directory* as a lazy stand-in for bundle certificates, if it can only
     ever give certificates of the bundle (*hashes*: each bundle certificate
     with its subject hash): every hashed entry is a regular file of plain
@@ -559,6 +557,7 @@ def _substitute(directory: str, hashes: dict[bytes, int | None]) -> _HashedDir |
     hashed = _HashedDir(directory, [n for n in names if _is_hashed_name(n)])
     if not hashed.names:
         return None
+    hashed.known = known
     for name in names:
         if len(name) > 9 and name[8] == "." and name[9] == "r":
             return None  # a CRL look-up would read it
@@ -573,10 +572,15 @@ def _substitute(directory: str, hashes: dict[bytes, int | None]) -> _HashedDir |
     return hashed
 
 
-def _eager(ders: list[bytes], dirs: list[_HashedDir]) -> tuple[list[bytes], _HashedDir | None]:
-    """The bundle certificates to load eagerly (those a look-up by name in
-    *dirs* would not give exactly), and a substitute directory (see
-    SUBSTITUTE_DIRS) that lets more of them be looked up lazily, or None."""
+def _eager(
+    ders: list[bytes], known: dict[bytes, bytes], dirs: list[_HashedDir]
+) -> tuple[list[bytes], _HashedDir | None]:
+    """The bundle certificates (*ders*; *known* maps their base64 text to
+    them) to load eagerly, those a look-up by name in *dirs* would not give
+    exactly, and a substitute directory (see SUBSTITUTE_DIRS) that lets more
+    of them be looked up lazily, or None."""
+    for directory in dirs:
+        directory.known = known
     hashes: dict[bytes, int | None] = {der: subject_hash(der) for der in ders}
     groups: dict[int, set[bytes]] = {}
     for der, hash_value in hashes.items():
@@ -597,7 +601,7 @@ def _eager(ders: list[bytes], dirs: list[_HashedDir]) -> tuple[list[bytes], _Has
     for path, _distro in SUBSTITUTE_DIRS:
         if path in listed:
             continue
-        substitute = _substitute(path, hashes)
+        substitute = _substitute(path, known, hashes)
         if substitute is None:
             continue
         fewer = eager_with([*dirs, substitute])
@@ -635,14 +639,17 @@ def _plan_for(cafile: str | None, dirs: list[str], fallback_ok: bool) -> StorePl
         summary.append(f"file {cafile} (loaded whole)")
     elif cafile is not None and bodies:
         ders: list[bytes] = []
+        known: dict[bytes, bytes] = {}
         damaged = 0
         for body in bodies:
-            der = _decode_body(body)
+            text = b"".join(body.split())
+            der = _decode_body(text)
             if der is None:
                 damaged += 1  # must not cost the good certificates their trust
             else:
                 ders.append(der)
-        extra, substitute = _eager(ders, lazy)
+                known[text] = der
+        extra, substitute = _eager(ders, known, lazy)
         if substitute is not None:
             lazy.append(substitute)
             summary.append(
