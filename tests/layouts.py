@@ -209,7 +209,7 @@ def namespace_argv(layout: dict[str, str], argv: list[str]) -> list[str]:
 
 def namespaces_available() -> str | None:
     """None when layouts can be mounted here, else why not."""
-    if not os.uname().sysname == "Linux" or os.geteuid() != 0:
+    if os.uname().sysname != "Linux" or os.geteuid() != 0:
         return "needs root on Linux (mount namespace, overlay mounts)"
     for tool in ("unshare", "openssl", "mountpoint"):
         if shutil.which(tool) is None:
