@@ -209,17 +209,20 @@ def _read_regular(path: str, limit: int) -> bytes | None:
         st = os.fstat(fd)
         if (st.st_mode & 0o170000) != 0o100000 or st.st_size > limit:  # S_ISREG
             return None
-        chunks = []
-        total = 0
-        while True:
-            chunk = os.read(fd, max(st.st_size - total, 0) + 1)
+        # One read of one byte more than fstat says: a shorter answer is the
+        # whole file (one system call for the common case); a file that grew
+        # meanwhile is read on, to the limit.
+        chunks = [os.read(fd, st.st_size + 1)]
+        total = len(chunks[0])
+        while total > st.st_size:
+            chunk = os.read(fd, 1 << 16)
             if not chunk:
                 break
             total += len(chunk)
             if total > limit:
                 return None
             chunks.append(chunk)
-        return b"".join(chunks)
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
     except OSError:
         return None
     finally:
@@ -275,15 +278,13 @@ def _tlv(der: bytes, pos: int, end: int) -> tuple[int, int, int]:
     """(tag, content start, content end) of the DER element at *pos*.
 
     Definite lengths, low tag numbers (long-form lengths that are not minimal
-    are read, as OpenSSL reads them); anything else raises ValueError and the
-    caller treats the certificate as one whose look-up name it cannot vouch
-    for."""
-    if pos + 2 > end:
-        raise ValueError("truncated")
+    are read, as OpenSSL reads them); anything else raises ValueError (or
+    IndexError) and the caller treats the certificate as one whose look-up
+    name it cannot vouch for."""
     tag = der[pos]
+    length = der[pos + 1]
     if tag & 0x1F == 0x1F:
         raise ValueError("high tag number")
-    length = der[pos + 1]
     pos += 2
     if length & 0x80:
         count = length & 0x7F
@@ -299,7 +300,7 @@ def _tlv(der: bytes, pos: int, end: int) -> tuple[int, int, int]:
 def _der_header(tag: int, length: int) -> bytes:
     if length < 0x80:
         return bytes((tag, length))
-    size = (length.bit_length() + 7) // 8
+    size = (length.bit_length() + 7) >> 3
     return bytes((tag, 0x80 | size)) + length.to_bytes(size, "big")
 
 
@@ -345,20 +346,30 @@ def _canonical_value(tag: int, content: bytes) -> bytes:
     dropped, inner runs of it collapsed to one space, ASCII lower-cased; bytes
     outside ASCII are kept as they are."""
     codec = _CANON_TAGS[tag]
-    if codec == "utf-8" or (codec == "latin-1" and content.isascii()):
-        if codec == "utf-8":
-            content.decode("utf-8")  # OpenSSL refuses what is not UTF-8
+    if content.isascii():
+        if codec == "utf-16-be" or codec == "utf-32-be":
+            utf8 = _wide_to_utf8(codec, content)
+        else:
+            utf8 = content  # ASCII is its own UTF-8 (and Latin-1)
+    elif codec == "utf-8":
+        content.decode("utf-8")  # OpenSSL refuses what is not UTF-8
         utf8 = content
+    elif codec == "latin-1":
+        utf8 = content.decode("latin-1").encode("utf-8")
     else:
-        if codec == "utf-16-be" and len(content) % 2:
-            raise ValueError("odd BMPString")
-        text = content.decode(codec)
-        if codec == "utf-16-be" and len(text) * 2 != len(content):
-            raise ValueError("surrogates in a BMPString")  # OpenSSL reads UCS-2
-        utf8 = text.encode("utf-8")
+        utf8 = _wide_to_utf8(codec, content)
     # bytes.split() splits on exactly OpenSSL's ossl_isspace set (ASCII
     # space, \t, \n, \v, \f, \r); bytes.lower() touches ASCII only.
     return b" ".join(utf8.split()).lower()
+
+
+def _wide_to_utf8(codec: str, content: bytes) -> bytes:
+    if codec == "utf-16-be" and len(content) % 2:
+        raise ValueError("odd BMPString")
+    text = content.decode(codec)
+    if codec == "utf-16-be" and len(text) * 2 != len(content):
+        raise ValueError("surrogates in a BMPString")  # OpenSSL reads UCS-2
+    return text.encode("utf-8")
 
 
 def name_hash(der: bytes, start: int, end: int) -> int:
@@ -383,6 +394,10 @@ def name_hash(der: bytes, start: int, end: int) -> int:
             tag, oid_start, oid_end = _tlv(der, ava_start, ava_end)
             if tag != 0x06:
                 raise ValueError("no attribute type")
+            if oid_start - ava_start == 2:  # short-form length: already DER
+                oid = der[ava_start:oid_end]
+            else:
+                oid = _der_header(0x06, oid_end - oid_start) + der[oid_start:oid_end]
             tag, value_start, value_end = _tlv(der, oid_end, ava_end)
             if value_end != ava_end:
                 raise ValueError("trailing data in attribute")
@@ -395,12 +410,13 @@ def name_hash(der: bytes, start: int, end: int) -> int:
                 value = _der_header(tag, value_end - value_start) + der[value_start:value_end]
             else:
                 raise ValueError("value type OpenSSL does not accept in a name")
-            body = _der_header(0x06, oid_end - oid_start) + der[oid_start:oid_end] + value
+            body = oid + value
             attributes.append(_der_header(0x30, len(body)) + body)
             rdn_pos = ava_end
         pos = rdn_end
         if attributes:  # an empty RDN leaves nothing in OpenSSL's entry list
-            attributes.sort()  # DER SET OF order
+            if len(attributes) > 1:
+                attributes.sort()  # DER SET OF order
             body = b"".join(attributes)
             rdns.append(_der_header(0x31, len(body)) + body)
     digest = _sha1(b"".join(rdns))
@@ -412,7 +428,7 @@ def _sha1(data: bytes) -> bytes:
         from _hashlib import openssl_sha1 as sha1  # the same OpenSSL, no hashlib import
     except ImportError:  # pragma: no cover - a Python without _hashlib
         from hashlib import sha1
-    return sha1(data).digest()
+    return sha1(data, usedforsecurity=False).digest()  # a name hash, not a MAC
 
 
 def subject_hash(der: bytes) -> int | None:
