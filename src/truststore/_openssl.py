@@ -582,8 +582,8 @@ def _substitute(
         if certificates is None:
             return None
         for der in certificates:
-            known = hashes.get(der, -1)
-            if known is None or known == -1 or f"{known:08x}" != name[:8]:
+            filed_under = hashes.get(der)
+            if filed_under is None or f"{filed_under:08x}" != name[:8]:
                 return None
     return hashed
 
