@@ -363,70 +363,124 @@ print(json.dumps({
 """
 
 
-def _setpriv_works() -> bool:
+# Runs python as user 65534 from a copy of the interpreter that, with "caps"
+# as $1, carries a file capability (which sets AT_SECURE at exec).  /root is
+# swapped for a tmpfs holding only a bind mount of ~/.pyenv, so that the
+# unprivileged user can reach the interpreter; all of it in a private mount
+# namespace, nothing on disk changes.
+_FILE_CAPABILITY_SCRIPT = r"""
+set -eu
+caps=$1; py=$2; shift 2
+stage=$(mktemp -d)
+mount -t tmpfs -o mode=0755 tmpfs "$stage"
+mkdir -p "$stage/pyenv" "$stage/py/bin"
+if [ -d /root/.pyenv ]; then
+    mount --bind /root/.pyenv "$stage/pyenv"
+    mount -t tmpfs -o mode=0755 tmpfs /root
+    mkdir /root/.pyenv
+    mount --bind "$stage/pyenv" /root/.pyenv
+fi
+cp "$py" "$stage/py/bin/python"
+ln -s "$(dirname "$(dirname "$py")")/lib" "$stage/py/lib"
+if [ "$caps" = caps ]; then setcap cap_net_bind_service+ep "$stage/py/bin/python"; fi
+exec setpriv --reuid=65534 --regid=65534 --clear-groups -- "$stage/py/bin/python" "$@"
+"""
+
+
+def _privilege_tools() -> str | None:
     import shutil
 
-    if not sys.platform.startswith("linux") or os.geteuid() != 0 or not shutil.which("setpriv"):
-        return False
+    if not sys.platform.startswith("linux") or os.geteuid() != 0:
+        return "needs root on Linux"
+    missing = [t for t in ("setpriv", "unshare", "setcap") if not shutil.which(t)]
+    if missing:
+        return "not installed: " + ", ".join(missing)
     probe = subprocess.run(["setpriv", "--ruid=65534", "--", "true"], capture_output=True)
-    return probe.returncode == 0
+    if probe.returncode:
+        return "setpriv cannot change ids here"
+    return None
 
 
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(180)
 @pytest.mark.parametrize(
     "privilege",
     [
         # The shapes of a set-user-ID and a set-group-ID program: the real id
         # differs from the effective one at exec, so the kernel sets AT_SECURE.
-        ["--ruid=65534"],
-        ["--rgid=65534", "--keep-groups"],
-        None,  # the control: an ordinary process honours the variables
+        "setuid",
+        "setgid",
+        # A copy of the interpreter with a file capability, run by an
+        # unprivileged user (real = effective ids; AT_SECURE from the
+        # capability alone).
+        "file-capability",
+        # Controls: an ordinary process, and the same unprivileged user with
+        # the same copy minus the capability, honour the variables (so the
+        # files are readable and the secure cases cannot pass vacuously).
+        "ordinary",
+        "unprivileged-user",
     ],
-    ids=["setuid", "setgid", "ordinary"],
 )
-def test_secure_execution_ignores_cert_variables(
-    privilege: list[str] | None, tmp_path: Path, empty_dir: Path, sites: list[Site]
-) -> None:
+def test_secure_execution_ignores_cert_variables(privilege: str, sites: list[Site]) -> None:
     """A privileged process does not let its invoker choose its trust store:
     OpenSSL reads SSL_CERT_FILE/SSL_CERT_DIR with secure_getenv(), which
     ignores them when AT_SECURE is set; the store we load agrees."""
-    if not _setpriv_works():
-        pytest.skip("needs root and setpriv(1) on Linux to start a secure-execution child")
-    attacker = tmp_path / "attacker.pem"
-    attacker.write_bytes(sites[0].pem)
-    hashed = hashed_dir(tmp_path / "attacker-dir", sites[0])
-    src = str(Path(truststore.__file__).resolve().parents[1])
-    argv = [sys.executable, "-c", _SECURE_CHILD, str(sites[0].server.port), src, src]
-    if privilege is not None:
-        argv = ["setpriv", *privilege, "--", *argv]
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith("SSL_CERT") and not key.startswith("PYTEST")
-    }
-    for variables in (
-        {"SSL_CERT_FILE": str(attacker)},
-        {"SSL_CERT_DIR": str(hashed), "SSL_CERT_FILE": str(empty_dir / "none.pem")},
-    ):
-        result = subprocess.run(
-            argv, env={**env, **variables}, capture_output=True, text=True, timeout=60
-        )
-        assert result.returncode == 0, result.stderr
-        seen = json.loads(result.stdout.splitlines()[-1])
-        if privilege is None:
-            assert seen == {
-                "at_secure": 0,
-                "stdlib": "trusted",
-                "ours": "trusted",
-                "explicit": True,
-            }, variables
-        else:
-            assert seen == {
-                "at_secure": 1,
-                "stdlib": "rejected (20)",
-                "ours": "rejected (20)",
-                "explicit": False,
-            }, variables
+    import shutil
+    import tempfile
+
+    why = _privilege_tools()
+    if why:
+        pytest.skip(why)
+    shared = Path(tempfile.mkdtemp(prefix="truststore-secure-"))  # readable by user 65534
+    try:
+        shared.chmod(0o755)
+        attacker = shared / "attacker.pem"
+        attacker.write_bytes(sites[0].pem)
+        hashed = hashed_dir(shared / "attacker-dir", sites[0])
+        for path in [attacker, hashed, *hashed.iterdir()]:
+            path.chmod(0o755 if path.is_dir() else 0o644)
+        src = str(Path(truststore.__file__).resolve().parents[1])
+        child = ["-c", _SECURE_CHILD, str(sites[0].server.port), src, src]
+        python = os.path.realpath(sys.executable)
+        argv = {
+            "setuid": ["setpriv", "--ruid=65534", "--", python, *child],
+            "setgid": ["setpriv", "--rgid=65534", "--keep-groups", "--", python, *child],
+            "file-capability": ["unshare", "-m", "--propagation", "private", "bash", "-c",
+                                _FILE_CAPABILITY_SCRIPT, "fcap", "caps", python, *child],
+            "unprivileged-user": ["unshare", "-m", "--propagation", "private", "bash", "-c",
+                                  _FILE_CAPABILITY_SCRIPT, "fcap", "none", python, *child],
+            "ordinary": [python, *child],
+        }[privilege]  # fmt: skip
+        env = {
+            key: value
+            for key, value in os.environ.items()
+            if not key.startswith(("SSL_CERT", "PYTEST", "PYTHON"))
+        }
+        secure = privilege in ("setuid", "setgid", "file-capability")
+        for variables in (
+            {"SSL_CERT_FILE": str(attacker)},
+            {"SSL_CERT_DIR": str(hashed), "SSL_CERT_FILE": str(shared / "none.pem")},
+        ):
+            result = subprocess.run(
+                argv, env={**env, **variables}, capture_output=True, text=True, timeout=60
+            )
+            assert result.returncode == 0, result.stderr
+            seen = json.loads(result.stdout.splitlines()[-1])
+            if secure:
+                assert seen == {
+                    "at_secure": 1,
+                    "stdlib": "rejected (20)",
+                    "ours": "rejected (20)",
+                    "explicit": False,
+                }, variables
+            else:
+                assert seen == {
+                    "at_secure": 0,
+                    "stdlib": "trusted",
+                    "ours": "trusted",
+                    "explicit": True,
+                }, variables
+    finally:
+        shutil.rmtree(shared, ignore_errors=True)
 
 
 # -- 17. what OpenSSL's look-up by name finds ------------------------------------
