@@ -142,6 +142,9 @@ def _at_secure() -> bool:
     ``issetugid()``; without either, real and effective ids are compared."""
     if sys.platform == "win32":
         return False
+    from_proc = _auxv_at_secure()
+    if from_proc is not None:
+        return from_proc
     try:
         import ctypes
 
@@ -162,6 +165,22 @@ def _at_secure() -> bool:
             issetugid.argtypes = []
             return bool(issetugid())
     return os.getuid() != os.geteuid() or os.getgid() != os.getegid()
+
+
+def _auxv_at_secure() -> bool | None:
+    """AT_SECURE from /proc/self/auxv (proc(5): the ELF auxiliary vector, pairs
+    of native unsigned longs), which costs one small read where importing
+    ctypes costs over a millisecond.  None when it cannot be read (no /proc;
+    a non-dumpable process whose /proc entries root owns)."""
+    data = _read_regular("/proc/self/auxv", 1 << 16)
+    if not data:
+        return None
+    word = 8 if sys.maxsize > 1 << 32 else 4
+    order = sys.byteorder
+    for pos in range(0, len(data) - 2 * word + 1, 2 * word):
+        if int.from_bytes(data[pos : pos + word], order) == _AT_SECURE:
+            return bool(int.from_bytes(data[pos + word : pos + 2 * word], order))
+    return None
 
 
 def _secure_getenv(name: str) -> str | None:
