@@ -354,7 +354,11 @@ def verdict(ctx):
 
 stdlib = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
 stdlib.set_default_verify_paths()
+from_proc = _openssl._auxv_at_secure()
+_openssl._auxv_at_secure = lambda: None  # the getauxval()/issetugid() path too
+from_libc = _openssl._at_secure()
 print(json.dumps({
+    "both_ways": [from_proc, from_libc],
     "at_secure": libc.getauxval(23),
     "stdlib": verdict(stdlib),
     "ours": verdict(truststore.SSLContext()),
@@ -467,6 +471,7 @@ def test_secure_execution_ignores_cert_variables(privilege: str, sites: list[Sit
             seen = json.loads(result.stdout.splitlines()[-1])
             if secure:
                 assert seen == {
+                    "both_ways": [True, True],
                     "at_secure": 1,
                     "stdlib": "rejected (20)",
                     "ours": "rejected (20)",
@@ -474,6 +479,7 @@ def test_secure_execution_ignores_cert_variables(privilege: str, sites: list[Sit
                 }, variables
             else:
                 assert seen == {
+                    "both_ways": [False, False],
                     "at_secure": 0,
                     "stdlib": "trusted",
                     "ours": "trusted",
