@@ -94,7 +94,7 @@ _BASE64 = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/="
 class StorePlan:
     """What to load into each client context, decided once per on-disk state."""
 
-    __slots__ = ("cafile", "capath", "empty", "extra_der", "searched", "summary")
+    __slots__ = ("cafile", "capath", "empty", "extra_der", "searched", "summary", "watched")
 
     def __init__(
         self,
@@ -115,10 +115,12 @@ class StorePlan:
         self.summary = summary  # one line for ``truststore status``
         self.searched = searched  # every location looked at, for error messages
         self.empty = empty  # nothing at all could be loaded
+        # Other paths the plan depends on (substitute directories looked at).
+        self.watched: tuple[str, ...] = ()
 
 
 _plan_lock = threading.Lock()
-_plan_cache: dict[tuple[object, ...], StorePlan] = {}
+_plan_cache: dict[tuple[object, ...], tuple[StorePlan, tuple[object, ...]]] = {}
 _last_plan: StorePlan | None = None
 _compiled_defaults: tuple[str, str, str, str] | None = None
 _secure_execution: bool | None = None
@@ -609,7 +611,7 @@ def _substitute(
 
 def _eager(
     ders: list[bytes], known: dict[bytes, bytes], dirs: list[_HashedDir]
-) -> tuple[list[bytes], _HashedDir | None]:
+) -> tuple[list[bytes], _HashedDir | None, bool]:
     """The bundle certificates (*ders*; *known* maps their base64 text to
     them) to load eagerly, those a look-up by name in *dirs* would not give
     exactly, and a substitute directory (see SUBSTITUTE_DIRS) that lets more
@@ -631,7 +633,7 @@ def _eager(
 
     eager = eager_with(dirs) if dirs else list(ders)
     if len(eager) < 2:
-        return eager, None
+        return eager, None, False
     listed = {d.path for d in dirs}
     for path, _distro in SUBSTITUTE_DIRS:
         if path in listed:
@@ -641,8 +643,8 @@ def _eager(
             continue
         fewer = eager_with([*dirs, substitute])
         if len(fewer) < len(eager):
-            return fewer, substitute
-    return eager, None
+            return fewer, substitute, True
+    return eager, None, True
 
 
 # -- the plan -------------------------------------------------------------------------------
@@ -669,6 +671,7 @@ def _plan_for(cafile: str | None, dirs: list[str], fallback_ok: bool) -> StorePl
 
     whole_file: str | None = None
     extra: list[bytes] = []
+    watched: tuple[str, ...] = ()
     if cafile is not None and bodies is None:
         whole_file = cafile
         summary.append(f"file {cafile} (loaded whole)")
@@ -684,7 +687,9 @@ def _plan_for(cafile: str | None, dirs: list[str], fallback_ok: bool) -> StorePl
             else:
                 ders.append(der)
                 known[text] = der
-        extra, substitute = _eager(ders, known, lazy)
+        extra, substitute, looked = _eager(ders, known, lazy)
+        if looked:
+            watched = tuple(path for path, _distro in SUBSTITUTE_DIRS)
         if substitute is not None:
             lazy.append(substitute)
             summary.append(
@@ -721,7 +726,7 @@ def _plan_for(cafile: str | None, dirs: list[str], fallback_ok: bool) -> StorePl
                 summary.append(f"directory {directory} (distribution fallback, lazy)")
         empty = not lazy_dirs and whole_file is None
 
-    return StorePlan(
+    plan = StorePlan(
         capath=os.pathsep.join(lazy_dirs) or None,
         cafile=whole_file,
         extra_der=tuple(extra),
@@ -729,6 +734,8 @@ def _plan_for(cafile: str | None, dirs: list[str], fallback_ok: bool) -> StorePl
         searched=tuple(searched),
         empty=empty,
     )
+    plan.watched = watched
+    return plan
 
 
 def _plan_key(cafile: str | None, dirs: list[str], explicit: bool) -> tuple[object, ...]:
@@ -736,23 +743,33 @@ def _plan_key(cafile: str | None, dirs: list[str], explicit: bool) -> tuple[obje
         (_stat_key(cafile) if cafile else None),
         tuple(_stat_key(d) for d in dirs),
         explicit,
-        tuple(_stat_key(d) for d, _ in SUBSTITUTE_DIRS),
     )
 
 
 def current_plan() -> StorePlan:
-    """The plan for the store as it is on disk now (cached per disk state)."""
+    """The plan for the store as it is on disk now (cached per disk state:
+    the bundle, OpenSSL's directories, and the substitute directories when
+    the plan looked at them)."""
     global _last_plan
     cafile, dirs, explicit = default_locations()
     key = _plan_key(cafile, dirs, explicit)
     with _plan_lock:
-        plan = _plan_cache.get(key)
+        cached = _plan_cache.get(key)
+    plan = None
+    if cached is not None:
+        plan, watched_key = cached
+        if plan.watched and tuple(_stat_key(p) for p in plan.watched) != watched_key:
+            plan = None
     if plan is None:
+        # Taken before planning: a change while planning leaves a key that
+        # no longer matches, so the next context plans again.
+        substitutes_key = tuple(_stat_key(p) for p, _distro in SUBSTITUTE_DIRS)
         plan = _plan_for(cafile, dirs, fallback_ok=not explicit)
+        watched_key = substitutes_key if plan.watched else ()
         with _plan_lock:
             if len(_plan_cache) > 16:
                 _plan_cache.clear()
-            _plan_cache[key] = plan
+            _plan_cache[key] = (plan, watched_key)
     _last_plan = plan
     return plan
 
