@@ -529,14 +529,13 @@ def _is_hashed_name(name: str) -> bool:
     """``c_rehash`` / ``openssl rehash`` names: 8 lower-case hex digits of the
     subject hash, a dot, a collision counter.  OpenSSL's look-up opens only
     these (``%08lx.%d``)."""
-    if len(name) < 10 or name[8] != ".":
-        return False
     counter = name[9:]
     return (
-        all(c in "0123456789abcdef" for c in name[:8])
-        and counter.isascii()
+        len(name) >= 10
+        and name[8] == "."
+        and not name[:8].strip("0123456789abcdef")
         and counter.isdigit()
-        and (counter == "0" or counter[0] != "0")
+        and counter.isascii()
     )
 
 
