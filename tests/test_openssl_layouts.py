@@ -32,7 +32,7 @@ MACHINE_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 CHILD = r"""
 import json, os, socket, ssl, subprocess, sys, tempfile, time
 sys.path[:0] = [sys.argv[1]]
-ports, roots_dir = json.loads(sys.argv[2]), sys.argv[3]
+ports, roots_dir, reference_bundle = json.loads(sys.argv[2]), sys.argv[3], sys.argv[4]
 started = time.perf_counter()
 from truststore import _openssl
 plan = _openssl.current_plan()
@@ -50,7 +50,10 @@ def verdict(ctx, port):
             return f"rejected ({exc.verify_code})"
 
 stdlib = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-stdlib.set_default_verify_paths()
+if reference_bundle:  # what the distribution's own OpenSSL would trust
+    stdlib.load_verify_locations(reference_bundle)
+else:
+    stdlib.set_default_verify_paths()
 roots = sorted(os.path.join(roots_dir, n) for n in os.listdir(roots_dir))
 
 def verify(options):
@@ -75,7 +78,8 @@ print(json.dumps({
     "plan_ms": plan_ms, "eager_before_handshakes": before["x509_ca"],
     "ours": [verdict(ours, p) for p in ports],
     "stdlib": [verdict(stdlib, p) for p in ports],
-    "roots_ours": verify(ours_options), "roots_stdlib": verify([]),
+    "roots_ours": verify(ours_options),
+    "roots_stdlib": verify(["-CAfile", reference_bundle] if reference_bundle else []),
 }))
 """
 
@@ -94,11 +98,9 @@ def test_cas() -> list[trustme.CA]:
     return [trustme.CA(organization_name=f"Layout Test CA {i}") for i in range(4)]
 
 
-@pytest.mark.timeout(300)
-@pytest.mark.parametrize("distro", DISTROS)
-def test_layout_trust_set_equals_openssl_defaults(
-    distro: str, tmp_path: Path, test_cas: list[trustme.CA]
-) -> None:
+def _run_layout(
+    distro: str, tmp_path: Path, test_cas: list[trustme.CA], foreign_openssl: bool
+) -> tuple[dict[str, str], dict[str, object], int]:
     why = namespaces_available()
     if why:
         pytest.skip(why)
@@ -106,6 +108,13 @@ def test_layout_trust_set_equals_openssl_defaults(
     fillers = _machine_roots()
     pems = [ca.cert_pem.bytes() for ca in in_store] + fillers
     layout = build_layout(tmp_path / "root", distro, pems)
+    reference = ""
+    if foreign_openssl:
+        # A Python whose OpenSSL looks elsewhere (python.org-style builds,
+        # OPENSSLDIR=/usr/local/ssl): its defaults hold nothing here.
+        layout = {**layout, "openssl_cafile": "/nonexistent/cert.pem"}
+        layout["openssl_capath"] = "/nonexistent/certs"
+        reference = layout["bundle"]
     roots_dir = tmp_path / "roots"
     roots_dir.mkdir()
     for index, pem in enumerate([*pems, outsider.cert_pem.bytes()]):
@@ -117,7 +126,8 @@ def test_layout_trust_set_equals_openssl_defaults(
         ports = [server.port for server in servers]
         result = subprocess.run(
             namespace_argv(
-                layout, [sys.executable, "-c", CHILD, SRC, json.dumps(ports), str(roots_dir)]
+                layout,
+                [sys.executable, "-c", CHILD, SRC, json.dumps(ports), str(roots_dir), reference],
             ),
             env=scrubbed_environ(),
             capture_output=True,
@@ -135,17 +145,49 @@ def test_layout_trust_set_equals_openssl_defaults(
         sorted(Path("/etc/ssl/certs").iterdir()),
     ) == before
 
+    return layout, seen, len(pems)
+
+
+def _assert_same_trust(seen: dict[str, object], roots_dir: Path, count: int) -> int:
     # Handshakes: the three store CAs trusted, the outsider not, as the stdlib.
     assert seen["ours"] == seen["stdlib"] == ["trusted"] * 3 + ["rejected (20)"], seen
     # Certificate by certificate, every root of the store and the outsider.
     assert seen["roots_ours"] == seen["roots_stdlib"]
-    trusted_roots = sum(seen["roots_stdlib"].values())
-    assert (
-        trusted_roots >= 3
-        and not seen["roots_stdlib"][str(roots_dir / f"root-{len(pems):03d}.pem")]
-    )
+    roots = seen["roots_stdlib"]
+    assert isinstance(roots, dict)
+    trusted_roots = sum(roots.values())
+    assert trusted_roots >= 3 and not roots[str(roots_dir / f"root-{count:03d}.pem")]
+    return trusted_roots
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("distro", DISTROS)
+def test_layout_trust_set_equals_openssl_defaults(
+    distro: str, tmp_path: Path, test_cas: list[trustme.CA]
+) -> None:
+    layout, seen, count = _run_layout(distro, tmp_path, test_cas, foreign_openssl=False)
+    trusted_roots = _assert_same_trust(seen, tmp_path / "roots", count)
     # Lazily: the expected hashed directory, nothing parsed up front.
-    assert layout["lazy_dir"] in (seen["capath"] or "").split(":"), seen["capath"]
+    assert layout["lazy_dir"] in str(seen["capath"] or "").split(":"), seen["capath"]
     assert seen["extra"] == 0 and seen["cafile"] is None
     assert seen["eager_before_handshakes"] == 0
     print(f"{distro}: plan decided in {seen['plan_ms']:.2f} ms; {trusted_roots} roots trusted")
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("distro", ["fedora", "debian"])
+def test_layout_with_a_python_whose_openssl_looks_elsewhere(
+    distro: str, tmp_path: Path, test_cas: list[trustme.CA]
+) -> None:
+    """OpenSSL's defaults are empty, so the distribution fallback finds the
+    bundle; its hashed copy still serves it lazily, and the trust set is the
+    bundle's, root by root."""
+    _layout, seen, count = _run_layout(distro, tmp_path, test_cas, foreign_openssl=True)
+    _assert_same_trust(seen, tmp_path / "roots", count)
+    expected = {
+        "fedora": "/etc/pki/ca-trust/extracted/pem/directory-hash",
+        "debian": "/etc/ssl/certs",
+    }[distro]
+    assert expected in str(seen["capath"] or "").split(":"), seen["capath"]
+    assert seen["extra"] == 0 and seen["cafile"] is None
+    assert seen["eager_before_handshakes"] == 0

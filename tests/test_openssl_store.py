@@ -290,10 +290,17 @@ def test_fallback_used_only_when_the_defaults_are_empty(
 
     plan = _openssl._plan_for(empty_default, empty_dirs, fallback_ok=True)
     assert not plan.empty
-    assert plan.cafile == str(fallback_file)
+    # The fallback bundle's certificate is in the fallback directory under
+    # its subject hash: looked up lazily, nothing loaded up front.
     assert plan.capath == str(fallback_dir)
+    assert plan.cafile is None and plan.extra_der == ()
     assert plan.searched[:2] == (empty_dirs[0], empty_default)
+    assert str(fallback_file) in plan.searched
     assert "distribution fallback" in plan.summary
+    # A fallback bundle certificate the directory lacks is loaded.
+    write_bundle(fallback_file, ca, trustme.CA())
+    plan = _openssl._plan_for(empty_default, empty_dirs, fallback_ok=True)
+    assert plan.capath == str(fallback_dir) and len(plan.extra_der) == 1
 
     # The user set SSL_CERT_FILE/SSL_CERT_DIR: their choice stands, even empty.
     plan = _openssl._plan_for(empty_default, empty_dirs, fallback_ok=False)

@@ -651,8 +651,29 @@ def _eager(
 
 def _plan_for(cafile: str | None, dirs: list[str], fallback_ok: bool) -> StorePlan:
     searched: list[str] = [*dirs] + ([cafile] if cafile is not None else [])
-    summary: list[str] = []
+    plan = _plan_locations(cafile, dirs, "")
+    if plan.empty and fallback_ok:
+        # OpenSSL's defaults hold nothing: the distribution's own store.
+        fallback_file = None
+        for path, _distro in FALLBACK_FILES:
+            if path in searched:
+                continue
+            searched.append(path)
+            data = _read_regular(path, _BUNDLE_LIMIT)
+            if data and b"-----BEGIN CERTIFICATE-----" in data:
+                fallback_file = path
+                break
+        fallback_dirs = [d for d, _distro in FALLBACK_DIRS if d not in searched]
+        searched.extend(fallback_dirs)
+        plan = _plan_locations(fallback_file, fallback_dirs, ", distribution fallback")
+    plan.searched = tuple(searched)
+    return plan
 
+
+def _plan_locations(cafile: str | None, dirs: list[str], note: str) -> StorePlan:
+    """The plan for one bundle and its directories (*note* goes into the
+    summary of each)."""
+    summary: list[str] = []
     bodies: list[bytes] | None = []
     if cafile is not None:
         data = _read_regular(cafile, _BUNDLE_LIMIT)
@@ -665,7 +686,7 @@ def _plan_for(cafile: str | None, dirs: list[str], fallback_ok: bool) -> StorePl
             continue
         lazy.append(hashed)
         summary.append(
-            f"directory {directory} ({len(hashed.names)} hashed entries, looked up lazily)"
+            f"directory {directory} ({len(hashed.names)} hashed entries, looked up lazily{note})"
         )
 
     whole_file: str | None = None
@@ -673,7 +694,7 @@ def _plan_for(cafile: str | None, dirs: list[str], fallback_ok: bool) -> StorePl
     watched: tuple[str, ...] = ()
     if cafile is not None and bodies is None:
         whole_file = cafile
-        summary.append(f"file {cafile} (loaded whole)")
+        summary.append(f"file {cafile} (loaded whole{note})")
     elif cafile is not None and bodies:
         ders: list[bytes] = []
         known: dict[bytes, bytes] = {}
@@ -701,37 +722,17 @@ def _plan_for(cafile: str | None, dirs: list[str], fallback_ok: bool) -> StorePl
             whole_file = cafile
         summary.append(
             f"file {cafile} ({len(bodies)} certificates, {len(extra)} not in a hashed directory"
-            + (f", {damaged} damaged and skipped)" if damaged else ")")
+            + (f", {damaged} damaged and skipped" if damaged else "")
+            + f"{note})"
         )
     lazy_dirs = [d.path for d in lazy]
-
-    empty = not lazy_dirs and whole_file is None and not extra
-    if empty and fallback_ok:
-        for path, _distro in FALLBACK_FILES:
-            if path in searched:
-                continue
-            searched.append(path)
-            data = _read_regular(path, _BUNDLE_LIMIT)
-            if data and b"-----BEGIN CERTIFICATE-----" in data:
-                whole_file = path
-                summary.append(f"file {path} (distribution fallback)")
-                break
-        for directory, _distro in FALLBACK_DIRS:
-            if directory in searched:
-                continue
-            searched.append(directory)
-            if _hashed_dir(directory) is not None:
-                lazy_dirs.append(directory)
-                summary.append(f"directory {directory} (distribution fallback, lazy)")
-        empty = not lazy_dirs and whole_file is None
-
     plan = StorePlan(
         capath=os.pathsep.join(lazy_dirs) or None,
         cafile=whole_file,
         extra_der=tuple(extra),
         summary="; ".join(summary) if summary else "nothing found",
-        searched=tuple(searched),
-        empty=empty,
+        searched=(),
+        empty=not lazy_dirs and whole_file is None and not extra,
     )
     plan.watched = watched
     return plan
