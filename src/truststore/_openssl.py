@@ -393,6 +393,10 @@ def _wide_to_utf8(codec: str, content: bytes) -> bytes:
     return text.encode("utf-8")
 
 
+# Canonical encodings of RDNs already seen (raw DER of the RDN -> canonical).
+_canonical_rdns: dict[bytes, bytes] = {}
+
+
 def name_hash(der: bytes, start: int, end: int) -> int:
     """OpenSSL's X509_NAME_hash_ex of the Name whose content is der[start:end]:
     the first four bytes, little-endian, of the SHA-1 of the name's canonical
@@ -407,6 +411,12 @@ def name_hash(der: bytes, start: int, end: int) -> int:
         tag, rdn_pos, rdn_end = _tlv(der, pos, end)
         if tag != 0x31:
             raise ValueError("RDN is not a SET")
+        raw = der[pos:rdn_end]
+        known = _canonical_rdns.get(raw)
+        if known is not None:  # bundles repeat many RDNs (C=US, O=...)
+            rdns.append(known)
+            pos = rdn_end
+            continue
         attributes = []
         while rdn_pos < rdn_end:
             tag, ava_start, ava_end = _tlv(der, rdn_pos, rdn_end)
@@ -435,11 +445,16 @@ def name_hash(der: bytes, start: int, end: int) -> int:
             attributes.append(_der_header(0x30, len(body)) + body)
             rdn_pos = ava_end
         pos = rdn_end
-        if attributes:  # an empty RDN leaves nothing in OpenSSL's entry list
+        canonical = b""  # an empty RDN leaves nothing in OpenSSL's entry list
+        if attributes:
             if len(attributes) > 1:
                 attributes.sort()  # DER SET OF order
             body = b"".join(attributes)
-            rdns.append(_der_header(0x31, len(body)) + body)
+            canonical = _der_header(0x31, len(body)) + body
+        if len(_canonical_rdns) > 4096:
+            _canonical_rdns.clear()
+        _canonical_rdns[raw] = canonical
+        rdns.append(canonical)
     digest = _sha1(b"".join(rdns))
     return int.from_bytes(digest[:4], "little")
 
