@@ -42,6 +42,13 @@ import threading
 from binascii import Error as _Base64Error
 from binascii import a2b_base64
 
+# typing stays unimported at run time (import cost); type checkers treat any
+# name TYPE_CHECKING as true.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
 # Where distributions keep their bundle when the Python's OpenSSL was built
 # with other defaults (python.org-style builds, manylinux, conda-less
 # static builds).  Used only when OpenSSL's own defaults hold nothing and the
@@ -393,6 +400,8 @@ def _wide_to_utf8(codec: str, content: bytes) -> bytes:
     return text.encode("utf-8")
 
 
+_sha1_new: Callable[..., Any] | None = None
+
 # Canonical encodings of RDNs already seen (raw DER of the RDN -> canonical).
 _canonical_rdns: dict[bytes, bytes] = {}
 
@@ -460,11 +469,25 @@ def name_hash(der: bytes, start: int, end: int) -> int:
 
 
 def _sha1(data: bytes) -> bytes:
-    try:
-        from _hashlib import openssl_sha1 as sha1  # the same OpenSSL, no hashlib import
-    except ImportError:  # pragma: no cover - a Python without _hashlib
-        from hashlib import sha1
-    return sha1(data, usedforsecurity=False).digest()  # a name hash, not a MAC
+    global _sha1_new
+    if _sha1_new is None:
+        # The cheapest SHA-1 at hand: OpenSSL's, when hashlib already loaded
+        # it; else CPython's own small module (importing _hashlib walks every
+        # OpenSSL digest, ~0.7 ms); else whatever hashlib offers.
+        new: Callable[..., Any]
+        try:
+            if "_hashlib" in sys.modules:
+                import _hashlib
+
+                new = _hashlib.openssl_sha1
+            else:
+                new = __import__("_sha1").sha1  # CPython's own; no type stubs
+        except ImportError:  # pragma: no cover - a Python built without them
+            import hashlib
+
+            new = hashlib.sha1
+        _sha1_new = new
+    return bytes(_sha1_new(data, usedforsecurity=False).digest())  # a name hash, not a MAC
 
 
 def subject_hash(der: bytes) -> int | None:
