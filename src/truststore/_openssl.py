@@ -287,14 +287,19 @@ def _certificate_bodies(data: bytes) -> list[bytes] | None:
     return bodies
 
 
-def _decode_body(text: bytes) -> bytes | None:
-    """DER from a PEM body with its white space removed (``b"".join(body.split())``);
-    None unless it is clean base64 (OpenSSL's PEM reader would refuse the
-    block)."""
+def _clean_base64(text: bytes) -> bool:
+    """Whether a PEM body with its white space removed (``b"".join(body.split())``)
+    is clean base64, as OpenSSL's PEM reader needs it."""
     if text.translate(None, _BASE64) or len(text) % 4:
-        return None
+        return False
     padding = text.find(b"=")
-    if padding >= 0 and (padding < len(text) - 2 or text[padding:].strip(b"=")):
+    return padding < 0 or (padding >= len(text) - 2 and not text[padding:].strip(b"="))
+
+
+def _decode_body(text: bytes) -> bytes | None:
+    """DER from a PEM body with its white space removed; None unless it is
+    clean base64 (OpenSSL's PEM reader would refuse the block)."""
+    if not _clean_base64(text):
         return None
     try:
         return a2b_base64(text)
@@ -332,14 +337,19 @@ def _der_header(tag: int, length: int) -> bytes:
     return bytes((tag, 0x80 | size)) + length.to_bytes(size, "big")
 
 
-def subject_span(der: bytes) -> tuple[int, int]:
-    """Where the subject Name's content lies in a DER certificate."""
-    tag, start, end = _tlv(der, 0, len(der))
-    if tag != 0x30 or end != len(der):
+def subject_span(der: bytes, total: int | None = None) -> tuple[int, int]:
+    """Where the subject Name's content lies in a DER certificate.
+
+    With *total*, *der* is only the first bytes of a certificate that is
+    *total* bytes long (the subject must lie inside them)."""
+    whole = len(der) if total is None else total
+    tag, start, end = _header(der, 0)
+    if tag != 0x30 or end != whole:
         raise ValueError("not a certificate")
-    tag, pos, tbs_end = _tlv(der, start, end)
-    if tag != 0x30:
+    tag, pos, tbs_end = _header(der, start)
+    if tag != 0x30 or tbs_end > end:
         raise ValueError("no tbsCertificate")
+    tbs_end = min(tbs_end, len(der))
     if der[pos] == 0xA0:  # [0] EXPLICIT version
         pos = _tlv(der, pos, tbs_end)[2]
     # serialNumber, signature, issuer, validity, then subject
@@ -352,6 +362,21 @@ def subject_span(der: bytes) -> tuple[int, int]:
     if tag != 0x30:
         raise ValueError("no subject")
     return start, end
+
+
+def _header(der: bytes, pos: int) -> tuple[int, int, int]:
+    """(tag, content start, declared content end) of the element at *pos*,
+    which may run past the end of *der*."""
+    tag = der[pos]
+    length = der[pos + 1]
+    pos += 2
+    if length & 0x80:
+        count = length & 0x7F
+        if count == 0 or count > 4 or pos + count > len(der):
+            raise ValueError("bad length")
+        length = int.from_bytes(der[pos : pos + count], "big")
+        pos += count
+    return tag, pos, pos + length
 
 
 # String types OpenSSL canonicalises (x_name.c ASN1_MASK_CANON), with how
@@ -500,25 +525,44 @@ def subject_hash(der: bytes) -> int | None:
         return None
 
 
+# Base64 characters decoded to find a subject: 768 bytes of DER, where the
+# subject of every certificate of a usual store lies.
+_SUBJECT_PREFIX = 1024
+
+
+def _text_subject_hash(text: bytes) -> int | None:
+    """subject_hash() of the certificate whose clean base64 (white space
+    removed) is *text*, decoding only its start where that suffices."""
+    if len(text) > _SUBJECT_PREFIX:
+        total = len(text) // 4 * 3 - (len(text) - len(text.rstrip(b"=")))
+        try:
+            der = a2b_base64(text[:_SUBJECT_PREFIX])
+            start, end = subject_span(der, total)
+            return name_hash(der, start, end)
+        except (ValueError, IndexError, UnicodeError, _Base64Error):
+            pass  # the subject runs past the prefix, or something is odd
+    return subject_hash(a2b_base64(text))
+
+
 # -- the hashed directory, as OpenSSL's by_dir look-up sees it -------------------------
 
 
-def _entry_certificates(data: bytes, known: dict[bytes, bytes]) -> list[bytes] | None:
-    """The certificates OpenSSL's by_dir loader would add from a hashed entry,
-    when they are all bundle certificates (*known*: base64 text without
-    white space -> DER): plain CERTIFICATE blocks only.  Anything else (trust
-    settings, a damaged block, no block at all, a certificate the bundle
-    lacks) makes OpenSSL's loader stop or give more; None."""
+def _entry_certificates(data: bytes, known: set[bytes]) -> list[bytes] | None:
+    """The certificates OpenSSL's by_dir loader would add from a hashed entry
+    (as base64 text without white space), when they are all bundle
+    certificates (*known*): plain CERTIFICATE blocks only.  Anything else
+    (trust settings, a damaged block, no block at all, a certificate the
+    bundle lacks) makes OpenSSL's loader stop or give more; None."""
     bodies = _certificate_bodies(data)
     if not bodies or data.count(_BEGIN) != len(bodies):
         return None
-    ders = []
+    texts = []
     for body in bodies:
-        der = known.get(b"".join(body.split()))
-        if der is None:
+        text = b"".join(body.split())
+        if text not in known:
             return None
-        ders.append(der)
-    return ders
+        texts.append(text)
+    return texts
 
 
 class _HashedDir:
@@ -529,8 +573,8 @@ class _HashedDir:
     def __init__(self, path: str, names: list[str]) -> None:
         self.path = path
         self.names = frozenset(names)
-        # The bundle's certificates (base64 text -> DER), set by the planner.
-        self.known: dict[bytes, bytes] = {}
+        # The bundle's certificates (base64 text), set by the planner.
+        self.known: set[bytes] = set()
         self._entries: dict[str, list[bytes] | None] = {}
 
     def entry(self, name: str) -> list[bytes] | None:
@@ -612,7 +656,7 @@ def _group_found(hash_value: int, group: set[bytes], dirs: list[_HashedDir]) -> 
 
 
 def _substitute(
-    directory: str, known: dict[bytes, bytes], hashes: dict[bytes, int | None]
+    directory: str, known: set[bytes], hashes: dict[bytes, int | None]
 ) -> _HashedDir | None:
     """*directory* as a lazy stand-in for bundle certificates, if it can only
     ever give certificates of the bundle (*hashes*: each bundle certificate
@@ -639,36 +683,37 @@ def _substitute(
         certificates = hashed.entry(name)
         if certificates is None:
             return None
-        for der in certificates:
-            filed_under = hashes.get(der)
+        for text in certificates:
+            filed_under = hashes.get(text)
             if filed_under is None or f"{filed_under:08x}" != name[:8]:
                 return None
     return hashed
 
 
 def _eager(
-    ders: list[bytes], known: dict[bytes, bytes], dirs: list[_HashedDir]
+    texts: list[bytes], dirs: list[_HashedDir]
 ) -> tuple[list[bytes], _HashedDir | None, bool]:
-    """The bundle certificates (*ders*; *known* maps their base64 text to
-    them) to load eagerly, those a look-up by name in *dirs* would not give
-    exactly, and a substitute directory (see SUBSTITUTE_DIRS) that lets more
-    of them be looked up lazily, or None."""
+    """The bundle certificates (clean base64 text) to load eagerly, those a
+    look-up by name in *dirs* would not give exactly; a substitute directory
+    (see SUBSTITUTE_DIRS) that lets more of them be looked up lazily, or
+    None; and whether substitutes were looked at."""
+    known = set(texts)
     for directory in dirs:
         directory.known = known
-    hashes: dict[bytes, int | None] = {der: subject_hash(der) for der in ders}
+    hashes: dict[bytes, int | None] = {text: _text_subject_hash(text) for text in known}
     groups: dict[int, set[bytes]] = {}
-    for der, hash_value in hashes.items():
+    for text, hash_value in hashes.items():
         if hash_value is not None:
-            groups.setdefault(hash_value, set()).add(der)
+            groups.setdefault(hash_value, set()).add(text)
 
     def eager_with(candidates: list[_HashedDir]) -> list[bytes]:
         lazy: set[bytes] = set()
         for hash_value, group in groups.items():
             if _group_found(hash_value, group, candidates):
                 lazy |= group
-        return [der for der in ders if der not in lazy]
+        return [text for text in texts if text not in lazy]
 
-    eager = eager_with(dirs) if dirs else list(ders)
+    eager = eager_with(dirs) if dirs else list(texts)
     if len(eager) < 2:
         return eager, None, False
     listed = {d.path for d in dirs}
@@ -734,18 +779,16 @@ def _plan_locations(cafile: str | None, dirs: list[str], note: str) -> StorePlan
         whole_file = cafile
         summary.append(f"file {cafile} (loaded whole{note})")
     elif cafile is not None and bodies:
-        ders: list[bytes] = []
-        known: dict[bytes, bytes] = {}
+        texts: list[bytes] = []
         damaged = 0
         for body in bodies:
             text = b"".join(body.split())
-            der = _decode_body(text)
-            if der is None:
-                damaged += 1  # must not cost the good certificates their trust
+            if _clean_base64(text):
+                texts.append(text)
             else:
-                ders.append(der)
-                known[text] = der
-        extra, substitute, looked = _eager(ders, known, lazy)
+                damaged += 1  # must not cost the good certificates their trust
+        eager, substitute, looked = _eager(texts, lazy)
+        extra = [a2b_base64(text) for text in eager]
         if looked:
             watched = tuple(path for path, _distro in SUBSTITUTE_DIRS)
         if substitute is not None:
