@@ -16,9 +16,12 @@ changes on disk), and only the certificates it holds that a look-up by name
 would not find in the hashed directories are loaded eagerly.
 
 "Found by name" is OpenSSL's rule, computed here: the entry names are the
-subject-name hash of ``X509_NAME_hash_ex`` (``_name_hash``), tried as
-``<hash>.0``, ``<hash>.1``, ... until one is missing or fails to load.  A
-certificate sitting in the directory under any other name counts as absent.
+subject-name hash of ``X509_NAME_hash_ex`` (``name_hash``), tried as
+``<hash>.0``, ``<hash>.1``, ... until one is missing.  The bundle's
+certificates of one hash are left to the look-up only when that chain, in the
+first directory that has it, holds exactly them: a certificate under any
+other name counts as absent, and one the bundle lacks would be trusted where
+the stdlib (which finds that subject in the bundle first) never looks.
 
 Where OpenSSL's default directory has no hashed names (Fedora, RHEL: only the
 bundle), a distribution's hashed copy of the same store elsewhere
@@ -26,6 +29,9 @@ bundle), a distribution's hashed copy of the same store elsewhere
 reachable in it is a certificate of the bundle: it may save parsing, never
 add trust.  The entries are read without blocking, regular files only, with
 a size bound, so a FIFO or a device there cannot stall a new context.
+
+The distribution fallback (OpenSSL's defaults hold nothing) is planned the
+same way, with the distribution's directories.
 
 In a set-user-ID, set-group-ID or file-capability process ("secure execution",
 ``AT_SECURE``), OpenSSL ignores ``SSL_CERT_FILE``/``SSL_CERT_DIR`` (it reads
