@@ -553,19 +553,21 @@ def _text_subject_hash(text: bytes) -> int | None:
 # -- the hashed directory, as OpenSSL's by_dir look-up sees it -------------------------
 
 
-def _entry_certificates(data: bytes, known: set[bytes]) -> list[bytes] | None:
+def _entry_certificates(data: bytes, known: dict[bytes, bytes]) -> list[bytes] | None:
     """The certificates OpenSSL's by_dir loader would add from a hashed entry
     (as base64 text without white space), when they are all bundle
-    certificates (*known*): plain CERTIFICATE blocks only.  Anything else
-    (trust settings, a damaged block, no block at all, a certificate the
-    bundle lacks) makes OpenSSL's loader stop or give more; None."""
+    certificates (*known* maps a bundle body, as written or as text, to its
+    text): plain CERTIFICATE blocks only.  Anything else (trust settings, a
+    damaged block, no block at all, a certificate the bundle lacks) makes
+    OpenSSL's loader stop or give more; None."""
     bodies = _certificate_bodies(data)
     if not bodies or data.count(_BEGIN) != len(bodies):
         return None
     texts = []
     for body in bodies:
-        text = b"".join(body.split())
-        if text not in known:
+        # Usually the entry is written exactly as in the bundle: no splitting.
+        text = known.get(body) or known.get(b"".join(body.split()))
+        if text is None:
             return None
         texts.append(text)
     return texts
@@ -574,20 +576,22 @@ def _entry_certificates(data: bytes, known: set[bytes]) -> list[bytes] | None:
 class _HashedDir:
     """One directory of ``<hash>.N`` entries, listed once, read on demand."""
 
-    __slots__ = ("_entries", "known", "names", "path")
+    __slots__ = ("_entries", "_prefix", "known", "names", "path")
 
     def __init__(self, path: str, names: list[str]) -> None:
         self.path = path
+        self._prefix = os.path.join(path, "")
         self.names = frozenset(names)
-        # The bundle's certificates (base64 text), set by the planner.
-        self.known: set[bytes] = set()
+        # The bundle's certificates (body as written, or text -> text), set
+        # by the planner.
+        self.known: dict[bytes, bytes] = {}
         self._entries: dict[str, list[bytes] | None] = {}
 
     def entry(self, name: str) -> list[bytes] | None:
         """The certificates of one entry; None when it is not a regular
         file, too big, or not certainly bundle certificates only."""
         if name not in self._entries:
-            data = _read_regular(os.path.join(self.path, name), _ENTRY_LIMIT)
+            data = _read_regular(self._prefix + name, _ENTRY_LIMIT)
             self._entries[name] = None if data is None else _entry_certificates(data, self.known)
         return self._entries[name]
 
@@ -662,7 +666,7 @@ def _group_found(hash_value: int, group: set[bytes], dirs: list[_HashedDir]) -> 
 
 
 def _substitute(
-    directory: str, known: set[bytes], hashes: dict[bytes, int | None]
+    directory: str, known: dict[bytes, bytes], hashes: dict[bytes, int | None]
 ) -> _HashedDir | None:
     """*directory* as a lazy stand-in for bundle certificates, if it can only
     ever give certificates of the bundle (*hashes*: each bundle certificate
@@ -697,16 +701,18 @@ def _substitute(
 
 
 def _eager(
-    texts: list[bytes], dirs: list[_HashedDir]
+    texts: list[bytes], dirs: list[_HashedDir], written: dict[bytes, bytes]
 ) -> tuple[list[bytes], _HashedDir | None, bool]:
     """The bundle certificates (clean base64 text) to load eagerly, those a
     look-up by name in *dirs* would not give exactly; a substitute directory
     (see SUBSTITUTE_DIRS) that lets more of them be looked up lazily, or
-    None; and whether substitutes were looked at."""
-    known = set(texts)
+    None; and whether substitutes were looked at.  *written* maps each
+    bundle body as written to its text."""
+    known = dict(written)
+    known.update((text, text) for text in texts)
     for directory in dirs:
         directory.known = known
-    hashes: dict[bytes, int | None] = {text: _text_subject_hash(text) for text in known}
+    hashes: dict[bytes, int | None] = {text: _text_subject_hash(text) for text in texts}
     groups: dict[int, set[bytes]] = {}
     for text, hash_value in hashes.items():
         if hash_value is not None:
@@ -786,14 +792,16 @@ def _plan_locations(cafile: str | None, dirs: list[str], note: str) -> StorePlan
         summary.append(f"file {cafile} (loaded whole{note})")
     elif cafile is not None and bodies:
         texts: list[bytes] = []
+        written: dict[bytes, bytes] = {}
         damaged = 0
         for body in bodies:
             text = b"".join(body.split())
             if _clean_base64(text):
                 texts.append(text)
+                written[body] = text
             else:
                 damaged += 1  # must not cost the good certificates their trust
-        eager, substitute, looked = _eager(texts, lazy)
+        eager, substitute, looked = _eager(texts, lazy, written)
         extra = [a2b_base64(text) for text in eager]
         if looked:
             watched = tuple(path for path, _distro in SUBSTITUTE_DIRS)
