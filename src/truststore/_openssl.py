@@ -728,10 +728,10 @@ def _eager(
     eager = eager_with(dirs) if dirs else list(texts)
     if len(eager) < 2:
         return eager, None, False
-    listed = {d.path for d in dirs}
+    listed = {os.path.realpath(d.path) for d in dirs}
     for path, _distro in SUBSTITUTE_DIRS:
-        if path in listed:
-            continue
+        if os.path.realpath(path) in listed:
+            continue  # already one of OpenSSL's own directories
         substitute = _substitute(path, known, hashes)
         if substitute is None:
             continue
