@@ -296,7 +296,7 @@ def _certificate_bodies(data: bytes) -> list[bytes] | None:
 def _clean_base64(text: bytes) -> bool:
     """Whether a PEM body with its white space removed (``b"".join(body.split())``)
     is clean base64, as OpenSSL's PEM reader needs it."""
-    if text.translate(None, _BASE64) or len(text) % 4:
+    if not text or text.translate(None, _BASE64) or len(text) % 4:
         return False
     padding = text.find(b"=")
     return padding < 0 or (padding >= len(text) - 2 and not text[padding:].strip(b"="))
