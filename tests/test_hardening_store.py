@@ -12,6 +12,7 @@ with nothing in it fails closed with a message naming what was searched.
 from __future__ import annotations
 
 import base64
+import json
 import os
 import socket
 import ssl
@@ -330,3 +331,244 @@ def test_ca_file_flipping_while_contexts_are_made(
     for ctx in contexts:
         verdict = (trusted(ctx, first), trusted(ctx, second))
         assert verdict in {(True, False), (False, True)}
+
+
+# -- 16. secure execution (setuid/setgid/file capabilities) ---------------------
+
+_SECURE_CHILD = r"""
+import ctypes, json, socket, ssl, sys
+sys.path[:0] = sys.argv[2:4]
+libc = ctypes.CDLL(None)
+libc.getauxval.restype = ctypes.c_ulong
+libc.getauxval.argtypes = [ctypes.c_ulong]
+import truststore
+from truststore import _openssl
+
+def verdict(ctx):
+    with socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=20) as raw:
+        try:
+            with ctx.wrap_socket(raw, server_hostname="localhost"):
+                return "trusted"
+        except ssl.SSLCertVerificationError as exc:
+            return f"rejected ({exc.verify_code})"
+
+stdlib = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+stdlib.set_default_verify_paths()
+from_proc = _openssl._auxv_at_secure()
+_openssl._auxv_at_secure = lambda: None  # the getauxval()/issetugid() path too
+from_libc = _openssl._at_secure()
+print(json.dumps({
+    "both_ways": [from_proc, from_libc],
+    "at_secure": libc.getauxval(23),
+    "stdlib": verdict(stdlib),
+    "ours": verdict(truststore.SSLContext()),
+    "explicit": _openssl.default_locations()[2],
+}))
+"""
+
+
+# Runs python as user 65534 from a copy of the interpreter that, with "caps"
+# as $1, carries a file capability (which sets AT_SECURE at exec).  /root is
+# swapped for a tmpfs holding only a bind mount of ~/.pyenv, so that the
+# unprivileged user can reach the interpreter; all of it in a private mount
+# namespace, nothing on disk changes.
+_FILE_CAPABILITY_SCRIPT = r"""
+set -eu
+caps=$1; py=$2; shift 2
+stage=$(mktemp -d)
+mount -t tmpfs -o mode=0755 tmpfs "$stage"
+mkdir -p "$stage/pyenv" "$stage/py/bin"
+if [ -d /root/.pyenv ]; then
+    mount --bind /root/.pyenv "$stage/pyenv"
+    mount -t tmpfs -o mode=0755 tmpfs /root
+    mkdir /root/.pyenv
+    mount --bind "$stage/pyenv" /root/.pyenv
+fi
+cp "$py" "$stage/py/bin/python"
+ln -s "$(dirname "$(dirname "$py")")/lib" "$stage/py/lib"
+if [ "$caps" = caps ]; then setcap cap_net_bind_service+ep "$stage/py/bin/python"; fi
+exec setpriv --reuid=65534 --regid=65534 --clear-groups -- "$stage/py/bin/python" "$@"
+"""
+
+
+def _privilege_tools() -> str | None:
+    import shutil
+
+    if not sys.platform.startswith("linux") or os.geteuid() != 0:
+        return "needs root on Linux"
+    missing = [t for t in ("setpriv", "unshare", "setcap") if not shutil.which(t)]
+    if missing:
+        return "not installed: " + ", ".join(missing)
+    probe = subprocess.run(["setpriv", "--ruid=65534", "--", "true"], capture_output=True)
+    if probe.returncode:
+        return "setpriv cannot change ids here"
+    return None
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize(
+    "privilege",
+    [
+        # The shapes of a set-user-ID and a set-group-ID program: the real id
+        # differs from the effective one at exec, so the kernel sets AT_SECURE.
+        "setuid",
+        "setgid",
+        # A copy of the interpreter with a file capability, run by an
+        # unprivileged user (real = effective ids; AT_SECURE from the
+        # capability alone).
+        "file-capability",
+        # Controls: an ordinary process, and the same unprivileged user with
+        # the same copy minus the capability, honour the variables (so the
+        # files are readable and the secure cases cannot pass vacuously).
+        "ordinary",
+        "unprivileged-user",
+    ],
+)
+def test_secure_execution_ignores_cert_variables(privilege: str, sites: list[Site]) -> None:
+    """A privileged process does not let its invoker choose its trust store:
+    OpenSSL reads SSL_CERT_FILE/SSL_CERT_DIR with secure_getenv(), which
+    ignores them when AT_SECURE is set; the store we load agrees."""
+    import shutil
+    import tempfile
+
+    why = _privilege_tools()
+    if why:
+        pytest.skip(why)
+    shared = Path(tempfile.mkdtemp(prefix="truststore-secure-"))  # readable by user 65534
+    try:
+        shared.chmod(0o755)
+        attacker = shared / "attacker.pem"
+        attacker.write_bytes(sites[0].pem)
+        hashed = hashed_dir(shared / "attacker-dir", sites[0])
+        for path in [attacker, hashed, *hashed.iterdir()]:
+            path.chmod(0o755 if path.is_dir() else 0o644)
+        src = str(Path(truststore.__file__).resolve().parents[1])
+        child = ["-c", _SECURE_CHILD, str(sites[0].server.port), src, src]
+        python = os.path.realpath(sys.executable)
+        argv = {
+            "setuid": ["setpriv", "--ruid=65534", "--", python, *child],
+            "setgid": ["setpriv", "--rgid=65534", "--keep-groups", "--", python, *child],
+            "file-capability": ["unshare", "-m", "--propagation", "private", "bash", "-c",
+                                _FILE_CAPABILITY_SCRIPT, "fcap", "caps", python, *child],
+            "unprivileged-user": ["unshare", "-m", "--propagation", "private", "bash", "-c",
+                                  _FILE_CAPABILITY_SCRIPT, "fcap", "none", python, *child],
+            "ordinary": [python, *child],
+        }[privilege]  # fmt: skip
+        env = {
+            key: value
+            for key, value in os.environ.items()
+            if not key.startswith(("SSL_CERT", "PYTEST", "PYTHON"))
+        }
+        secure = privilege in ("setuid", "setgid", "file-capability")
+        for variables in (
+            {"SSL_CERT_FILE": str(attacker)},
+            {"SSL_CERT_DIR": str(hashed), "SSL_CERT_FILE": str(shared / "none.pem")},
+        ):
+            result = subprocess.run(
+                argv, env={**env, **variables}, capture_output=True, text=True, timeout=60
+            )
+            assert result.returncode == 0, result.stderr
+            seen = json.loads(result.stdout.splitlines()[-1])
+            if secure:
+                assert seen == {
+                    "both_ways": [True, True],
+                    "at_secure": 1,
+                    "stdlib": "rejected (20)",
+                    "ours": "rejected (20)",
+                    "explicit": False,
+                }, variables
+            else:
+                assert seen == {
+                    "both_ways": [False, False],
+                    "at_secure": 0,
+                    "stdlib": "trusted",
+                    "ours": "trusted",
+                    "explicit": True,
+                }, variables
+    finally:
+        shutil.rmtree(shared, ignore_errors=True)
+
+
+# -- 17. what OpenSSL's look-up by name finds ------------------------------------
+
+
+def _openssl_hash(pem: bytes, option: str = "-subject_hash") -> str:
+    return (
+        subprocess.run(
+            ["openssl", "x509", "-noout", option],
+            input=pem,
+            check=True,
+            capture_output=True,
+        )
+        .stdout.decode()
+        .strip()
+    )
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("naming", ["stale-hash", "old-style-hash", "suffix-gap", "plain-name"])
+def test_bundle_ca_in_directory_under_a_name_lookup_never_opens(
+    naming: str, tmp_path: Path, sites: list[Site], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The directory holds a bundle CA, but under a name OpenSSL's look-up by
+    subject hash never opens: the CA stays trusted (from the bundle), exactly
+    as for set_default_verify_paths()."""
+    listed, misnamed, outsider = sites
+    certs = hashed_dir(tmp_path / "certs", listed)
+    if naming == "stale-hash":
+        name = _openssl_hash(outsider.pem) + ".0"  # another CA's hash
+    elif naming == "old-style-hash":
+        name = _openssl_hash(misnamed.pem, "-subject_hash_old") + ".0"  # OpenSSL 0.9.8
+    elif naming == "suffix-gap":
+        name = _openssl_hash(misnamed.pem) + ".1"  # no .0 before it
+    else:
+        name = "misnamed.pem"
+    (certs / name).write_bytes(misnamed.pem)
+    bundle = tmp_path / "bundle.pem"
+    bundle.write_bytes(listed.pem + misnamed.pem)
+    monkeypatch.setenv("SSL_CERT_FILE", str(bundle))
+    monkeypatch.setenv("SSL_CERT_DIR", str(certs))
+    _assert_trust_set([True, True, False], sites)
+
+
+# -- 18. non-regular files named like hashed entries -------------------------------
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("kind", ["fifo", "char-device", "directory", "socket"])
+def test_hashed_entry_that_is_not_a_regular_file(
+    kind: str, tmp_path: Path, sites: list[Site], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A FIFO (or device, directory, socket) named like the hashed entry of a
+    bundle CA must not block, or cost, a new context: only regular files are
+    read, without blocking, and only so much.  The stdlib is not affected
+    (OpenSSL opens entries only on look-up, and finds this CA in the bundle
+    first), and neither may we be."""
+    listed, blocked, _outsider = sites
+    certs = hashed_dir(tmp_path / "certs", listed)
+    entry = certs / (_openssl_hash(blocked.pem) + ".0")
+    if kind == "fifo":
+        os.mkfifo(entry)
+    elif kind == "char-device":
+        entry.symlink_to("/dev/zero")
+    elif kind == "directory":
+        entry.mkdir()
+    else:
+        listener = socket.socket(socket.AF_UNIX)
+        listener.bind(str(entry))
+        listener.close()
+    bundle = tmp_path / "bundle.pem"
+    bundle.write_bytes(listed.pem + blocked.pem)
+    monkeypatch.setenv("SSL_CERT_FILE", str(bundle))
+    monkeypatch.setenv("SSL_CERT_DIR", str(certs))
+
+    made: list[ssl.SSLContext] = []
+    worker = threading.Thread(target=lambda: made.append(truststore.SSLContext()), daemon=True)
+    worker.start()
+    worker.join(timeout=20)
+    if worker.is_alive():
+        if kind == "fifo":  # let the stuck open() return, so the test can end
+            os.close(os.open(entry, os.O_WRONLY | os.O_NONBLOCK))
+        pytest.fail(f"a new context blocked on a {kind} in the CA directory")
+    assert [trusted(made[0], site) for site in sites] == [True, True, False]
+    assert [trusted(stdlib_default_paths(), site) for site in sites] == [True, True, False]

@@ -136,6 +136,9 @@ def test_capath_anchors_are_only_hashed_names(
     (directory / _subject_hash_name(source)).write_bytes(source.read_bytes())
     plain_ca.cert_pem.write_to_path(str(directory / "plain-ca.pem"))
     (directory / "0123abcd.txt").write_bytes(plain_ca.cert_pem.bytes())  # not the pattern
+    # The pattern, but not its subject hash: OpenSSL's look-up never opens it.
+    wrong = "00000000.0" if _subject_hash_name(source) != "00000000.0" else "00000001.0"
+    (directory / wrong).write_bytes(plain_ca.cert_pem.bytes())
     ctx = cls()
     ctx.load_verify_locations(capath=str(directory))
     with _server_for(hashed_ca) as server:

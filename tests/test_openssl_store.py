@@ -303,10 +303,17 @@ def test_fallback_used_only_when_the_defaults_are_empty(
 
     plan = _openssl._plan_for(empty_default, empty_dirs, fallback_ok=True)
     assert not plan.empty
-    assert plan.cafile == str(fallback_file)
+    # The fallback bundle's certificate is in the fallback directory under
+    # its subject hash: looked up lazily, nothing loaded up front.
     assert plan.capath == str(fallback_dir)
+    assert plan.cafile is None and plan.extra_der == ()
     assert plan.searched[:2] == (empty_dirs[0], empty_default)
+    assert str(fallback_file) in plan.searched
     assert "distribution fallback" in plan.summary
+    # A fallback bundle certificate the directory lacks is loaded.
+    write_bundle(fallback_file, ca, trustme.CA())
+    plan = _openssl._plan_for(empty_default, empty_dirs, fallback_ok=True)
+    assert plan.capath == str(fallback_dir) and len(plan.extra_der) == 1
 
     # The user set SSL_CERT_FILE/SSL_CERT_DIR: their choice stands, even empty.
     plan = _openssl._plan_for(empty_default, empty_dirs, fallback_ok=False)
@@ -402,3 +409,127 @@ with ctx.wrap_socket(raw, server_hostname="localhost") as tls:
         assert result.returncode != 0
         assert "CERTIFICATE_VERIFY_FAILED" in result.stderr
         assert "nothing.pem" in result.stderr
+
+
+# -- a distribution's hashed copy of the bundle (Fedora/RHEL directory-hash) ---------
+
+
+@pytest.fixture
+def substitute_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Point the substitute list at a directory under tmp_path (the list is
+    data; the code that checks and uses it is the real one)."""
+    path = tmp_path / "directory-hash"
+    monkeypatch.setattr(_openssl, "SUBSTITUTE_DIRS", ((str(path), "test"),))
+    return path
+
+
+@pytest.mark.parametrize(
+    "variant", ["same-as-bundle", "extra-ca", "misfiled", "group-writable", "crl-entry"]
+)
+def test_hashed_copy_of_the_bundle_is_used_only_when_it_adds_nothing(
+    variant: str,
+    tmp_path: Path,
+    substitute_dir: Path,
+    four_cas: tuple[list[trustme.CA], Servers],
+) -> None:
+    """OpenSSL's defaults name a bundle and a directory without hashed names
+    (Fedora, RHEL); a hashed copy of the bundle elsewhere is looked up lazily
+    only while every certificate it can give is one of the bundle's, filed
+    under its own hash, in a directory only root or this user can write.
+    Otherwise the bundle is loaded as the stdlib loads it."""
+    (first, second, third, outsider), servers = four_cas
+    bundle = write_bundle(tmp_path / "tls-ca-bundle.pem", first, second, third)
+    write_hashed_dir(substitute_dir, first, second, third)
+    substitute_dir.chmod(0o755)
+    if variant == "extra-ca":
+        write_hashed_dir(substitute_dir, outsider)
+    elif variant == "misfiled":
+        entry = next(p for p in sorted(substitute_dir.iterdir()) if p.name.endswith(".0"))
+        entry.rename(substitute_dir / "00000000.0")
+    elif variant == "group-writable":
+        substitute_dir.chmod(0o775)
+    elif variant == "crl-entry":
+        (substitute_dir / "00000000.r0").write_bytes(b"")
+    no_hashes = tmp_path / "certs"
+    no_hashes.mkdir()
+    with environ({"SSL_CERT_FILE": str(bundle), "SSL_CERT_DIR": str(no_hashes)}):
+        plan = _openssl.current_plan()
+        ctx = truststore.SSLContext()
+        up_front = ctx.cert_store_stats()["x509_ca"]
+        ours = servers.verdicts(ctx)
+        reference = servers.verdicts(stdlib_reference())
+    assert ours == reference == ["trusted"] * 3 + ["rejected (20)"]
+    if variant == "same-as-bundle":
+        assert plan.capath == str(substitute_dir) and plan.cafile is None
+        assert up_front == 0  # nothing parsed up front
+    else:
+        assert plan.capath is None and plan.cafile == str(bundle)
+        assert up_front == 3
+
+
+def test_hashed_copy_that_gains_a_ca_later_is_dropped(
+    tmp_path: Path, substitute_dir: Path, four_cas: tuple[list[trustme.CA], Servers]
+) -> None:
+    (first, second, third, outsider), servers = four_cas
+    bundle = write_bundle(tmp_path / "tls-ca-bundle.pem", first, second, third)
+    write_hashed_dir(substitute_dir, first, second, third)
+    substitute_dir.chmod(0o755)
+    no_hashes = tmp_path / "certs"
+    no_hashes.mkdir()
+    with environ({"SSL_CERT_FILE": str(bundle), "SSL_CERT_DIR": str(no_hashes)}):
+        assert _openssl.current_plan().capath == str(substitute_dir)
+        write_hashed_dir(substitute_dir, outsider)  # the bundle did not change
+        assert _openssl.current_plan().capath is None
+        assert servers.verdicts(truststore.SSLContext())[3] == "rejected (20)"
+
+
+def test_same_subject_ca_only_in_the_directory_stays_untrusted(tmp_path: Path) -> None:
+    """The bundle holds CA A; the hashed directory holds A and a twin with A's
+    subject and another key (A.0, A.1).  The stdlib finds A in the bundle, so
+    OpenSSL never looks that subject up in the directory and the twin is
+    never trusted.  Leaving A to the look-up would load the twin with it:
+    A must be loaded up front instead."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+
+    from certs import CA_KEY_USAGE, Issuer, new_key, new_root
+
+    original = new_root()
+    key = new_key()
+    now = datetime.datetime.now(datetime.timezone.utc)
+    twin_cert = (
+        x509.CertificateBuilder()
+        .subject_name(original.cert.subject)
+        .issuer_name(original.cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(CA_KEY_USAGE, critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
+        .sign(key, hashes.SHA256())
+    )
+    twin = Issuer(twin_cert, key)
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    (certs / "original.pem").write_bytes(original.cert_pem)
+    (certs / "twin.pem").write_bytes(twin.cert_pem)
+    subprocess.run(["openssl", "rehash", str(certs)], check=True, capture_output=True)
+    assert len([p for p in certs.iterdir() if p.is_symlink()]) == 2  # <hash>.0 and .1
+    bundle = tmp_path / "bundle.pem"
+    bundle.write_bytes(original.cert_pem)
+    servers = [
+        TLSServer(leaf.chain_pem(), leaf.key_pem)
+        for leaf in (original.issue("localhost"), twin.issue("localhost"))
+    ]
+    try:
+        with environ({"SSL_CERT_FILE": str(bundle), "SSL_CERT_DIR": str(certs)}):
+            ours = [verdict(truststore.SSLContext(), server) for server in servers]
+            reference = [verdict(stdlib_reference(), server) for server in servers]
+    finally:
+        for server in servers:
+            server.close()
+    assert ours == reference == ["trusted", "rejected (20)"]

@@ -280,21 +280,15 @@ _HASHED_NAME = re.compile(r"^[0-9a-f]{8}\.[0-9]+$")
 
 
 def _subject_hash_matches(der: bytes, name: str) -> bool:
-    """HOOK (issue 10 row 8): OpenSSL finds a file only if its name starts
-    with the certificate's subject-name hash (X509_NAME_hash_ex).  Helper
-    ``store`` is adding that hash, in pure Python, to ``_openssl``; until it
-    is there (``_openssl.subject_name_hash(der) -> int``), only the name
-    pattern is checked, which may trust a file under a wrong hash that
-    OpenSSL would never find (stricter once the hash lands)."""
+    """OpenSSL finds a file only under its certificate's subject-name hash
+    (X509_NAME_hash_ex): a certificate filed under any other name can never
+    anchor a chain there, so it must not anchor one here either.  The hash is
+    the OpenSSL backend's pure-Python one (checked against ``openssl x509
+    -hash``); a name it cannot hash with certainty is no anchor."""
     from . import _openssl
 
-    compute: Any = getattr(_openssl, "subject_name_hash", None)
-    if compute is None:
-        return True
-    try:
-        return f"{int(compute(der)):08x}" == name.split(".", 1)[0]
-    except Exception:
-        return False
+    value = _openssl.subject_hash(der)
+    return value is not None and f"{value:08x}" == name.split(".", 1)[0]
 
 
 def capath_anchor_ders(capath: Any) -> list[bytes]:
