@@ -138,7 +138,7 @@ def damaged(product: Venv, tmp_path: Path) -> Venv:
     _virtualenv(path, seed=False)
     copy = Venv(path)
     for entry in product.site_packages.iterdir():
-        if entry.name.startswith(("truststore", "truststore_auto")):
+        if entry.name.startswith(("truststore", "truststore_auto")) or entry.name == "__pycache__":
             target = copy.site_packages / entry.name
             if entry.is_dir():
                 shutil.copytree(entry, target, ignore=shutil.ignore_patterns("__pycache__"))
@@ -343,7 +343,9 @@ def test_good_config_file_still_decides(product: Venv, config_file: Path) -> Non
 def test_package_gone_pth_left(damaged: Venv) -> None:
     shutil.rmtree(damaged.site_packages / "truststore")
     assert (damaged.site_packages / "truststore_autoinject.pth").exists()
-    assert_healthy_start(damaged.run(), injected=False, warns=False)
+    result = damaged.run()
+    assert_healthy_start(result, injected=False, warns=True)
+    assert b"is missing; run: pip install --force-reinstall" in result.stderr
 
 
 def test_pth_gone_package_left(damaged: Venv) -> None:
@@ -358,7 +360,9 @@ def test_hook_module_truncated(damaged: Venv) -> None:
     """An interrupted upgrade left half a file: SyntaxError at import."""
     hook = damaged.site_packages / "truststore" / "_hook.py"
     hook.write_text(hook.read_text()[:500])
-    assert_healthy_start(damaged.run(), injected=False, warns=False)
+    result = damaged.run()
+    assert_healthy_start(result, injected=False, warns=True)
+    assert b"cannot load truststore._hook (SyntaxError" in result.stderr
 
 
 def test_backend_module_gone(damaged: Venv) -> None:
