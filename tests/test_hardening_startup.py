@@ -533,3 +533,48 @@ def test_failing_requests_adapters_import_then_later_import_is_patched(
     assert result.returncode == USER_STATUS, result.stderr
     assert result.stderr == b""
     assert result.stdout.decode().split("\n")[:2] == ["propagated unchanged", f"{INJECTED} True"]
+
+
+# -- issue 10 row 13: the config file's descriptor and size --------------------
+
+_OPEN_FILES = textwrap.dedent(
+    """
+    import os, ssl, sys
+    names = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            names.append(os.readlink("/proc/self/fd/" + fd))
+        except OSError:
+            pass
+    print(ssl.SSLContext.__module__)
+    print("\\n".join(names))
+    sys.exit(7)
+    """
+)
+
+
+def test_config_directory_leaks_no_file_descriptor(product: Venv, config_file: Path) -> None:
+    config_file.mkdir()
+    result = product.run(code=_OPEN_FILES)
+    assert result.returncode == USER_STATUS, result.stderr
+    lines = stderr_lines(result)
+    assert len(lines) == 1 and b"not a regular file" in lines[0], lines
+    module, *open_files = result.stdout.decode().splitlines()
+    assert module == INJECTED
+    assert str(config_file) not in open_files, open_files
+
+
+@pytest.mark.parametrize("size", [65536, 65537, 200_000])
+def test_config_longer_than_64_kib_is_refused_with_a_warning(
+    product: Venv, config_file: Path, size: int
+) -> None:
+    """Not cut silently: a file whose first 64 KiB say "off" but which goes on
+    (here: comments) is refused as a whole, with one line; the default applies."""
+    head = b"inject = off\n"
+    config_file.write_bytes(head + b"#" * (size - len(head) - 1) + b"\n")
+    result = product.run()
+    if size <= 65536:
+        assert_healthy_start(result, injected=False, warns=False)
+    else:
+        assert_healthy_start(result, injected=True, warns=True)
+        assert b"longer than 64 KiB" in result.stderr
