@@ -309,29 +309,57 @@ def test_dash_S_means_no_injection_and_dash_I_keeps_it(installed: Venv) -> None:
     assert state(off)[0] == NOT_INJECTED
 
 
-def test_start_file_names_a_working_entry_point(installed: Venv) -> None:
-    """Python 3.15+ (PEP 829) calls the ``.start`` entry point instead of the
-    .pth import line.  Simulated here: no site, then what PEP 829's site does
-    (pkgutil.resolve_name on the file's line, call it)."""
+# PEP 829 (Python 3.15+): site reads each line of a .start file, resolves it
+# with pkgutil.resolve_name and calls the result with no arguments.  Done here
+# by hand in a fresh interpreter, with site's .pth processing (-S: none, as on
+# a Python that ignores .pth import lines; without -S: both, as a 3.15 site
+# that runs the .pth line too).
+PEP_829_STATE = (
+    "import sys, pkgutil\n"
+    "# What site does before it reads .start files (-S skipped it): the venv's\n"
+    "# prefix and its site-packages.\n"
+    "sys.prefix = sys.exec_prefix = sys.argv[3]\n"
+    "sys.path.append(sys.argv[1])\n"
+    "with open(sys.argv[2], encoding='utf-8') as f:\n"
+    "    entries = [line.strip() for line in f if line.strip() and not line.startswith('#')]\n"
+    "for entry in entries:\n"
+    "    pkgutil.resolve_name(entry)()\n"
+    "    pkgutil.resolve_name(entry)()\n"
+    "import ssl\n"
+    "finders = [f for f in sys.meta_path if type(f).__name__ == 'PostImportFinder']\n"
+    "print(ssl.SSLContext.__module__)\n"
+    "print(sys.modules['truststore_autoinject'].decision(), len(finders))\n"
+)
+
+
+@pytest.mark.parametrize(
+    "env",
+    [{}, {"TRUSTSTORE_INJECT": "0"}, {"TRUSTSTORE_INJECT": "perhaps"}, {"config": "off"}],
+    ids=["default", "off", "bad-variable", "config-off"],
+)
+def test_start_entry_behaves_exactly_like_the_pth_line(
+    installed: Venv, env: dict[str, str]
+) -> None:
     start = installed.site_packages / "truststore_autoinject.start"
     lines = [ln for ln in start.read_text().splitlines() if ln.strip()]
     assert lines == ["truststore_autoinject:startup"]
-    code = (
-        "import sys, pkgutil\n"
-        f"sys.path.append({str(installed.site_packages)!r})\n"
-        f"entry = pkgutil.resolve_name({lines[0]!r})\n"
-        "entry(); entry()\n"
-        "import ssl\n"
-        "print(ssl.SSLContext.__module__, sys.modules['truststore_autoinject'].decision()[1])\n"
+    if "config" in env:
+        installed.config.write_text(f"inject = {env.pop('config')}\n")
+    args = (str(installed.site_packages), str(start), str(installed.prefix))
+    pth = installed.run(code=STATE, env=product_environ(**env))
+    via_start = installed.run(
+        "-S", code=PEP_829_STATE, script_args=args, env=product_environ(**env)
     )
-    result = installed.run("-S", code=code)
-    assert result.returncode == 0 and result.stderr == "", result.stderr
-    assert result.stdout.split(" ", 1) == [INJECTED, "default (on)\n"]
-    # Called twice (a .start and a .pth both present on 3.15-3.17 when a
-    # site does not pair them up): one decision, one warning.
-    noisy = installed.run("-S", code=code, env=product_environ(TRUSTSTORE_INJECT="perhaps"))
-    assert noisy.stdout.split(" ", 1) == [INJECTED, "default (on)\n"]
-    assert len(warning_lines(noisy)) == 1
+    both = installed.run(code=PEP_829_STATE, script_args=args, env=product_environ(**env))
+    assert pth.returncode == via_start.returncode == both.returncode == 0, via_start.stderr
+    # The same verdict and the same rule either way; one finder however many
+    # times the entry and the .pth line ran; the same (at most one) warning.
+    module, decision = state(pth)
+    finders = 1 if module == INJECTED else 0
+    for result in (via_start, both):
+        assert result.stdout.splitlines() == [module, f"{decision} {finders}"]
+        assert result.stderr == pth.stderr
+    assert len(warning_lines(pth)) == (1 if env.get("TRUSTSTORE_INJECT") == "perhaps" else 0)
 
 
 # -- packaging -------------------------------------------------------------------------
