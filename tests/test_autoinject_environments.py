@@ -361,8 +361,7 @@ def test_pip_install_user(
 ) -> None:
     url, store, close = server_and_store
     base = _base_python()
-    home = tmp_path / "home"
-    home.mkdir()
+    home = tmp_path / "home"  # made by server_and_store
     user_base = tmp_path / "userbase"
     # HOME and PYTHONUSERBASE point into the test's directory: the user site
     # of this machine's account is never touched.
@@ -374,7 +373,7 @@ def test_pip_install_user(
             + ["--no-index", "--find-links", str(index_wheels), str(ours), "requests"],
             env=product_environ(PIP_CONFIG_FILE=os.devnull, **user_env),
         )
-        env = product_environ(PYTHONUSERBASE=str(user_base), HOME=str(home), **store)
+        env = product_environ(PYTHONUSERBASE=str(user_base), **store)
         assert _lazy(base, env) == (False, "")
         assert _fetch(base, url, env) == ["ok", "truststore._api"]
         status = _status(base, env)
