@@ -83,8 +83,10 @@ def uv(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _offline_pip(venv: Venv, wheels: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return _run(
-        [str(venv.python), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
-        + ["--no-index", "--find-links", str(wheels), *args],
+        [
+            *(str(venv.python), "-m", "pip", "install", "-q", "--disable-pip-version-check"),
+            *("--no-index", "--find-links", str(wheels), *args),
+        ],
         env=product_environ(PIP_CONFIG_FILE=os.devnull),
     )
 
@@ -292,9 +294,11 @@ def test_uv_venv_and_uv_pip_install(
         _checked([str(uv), "venv", "-q", "--python", python, str(path)], env=env)
         ours = next(index_wheels.glob("truststore_auto-*.whl"))
         _checked(
-            [str(uv), "pip", "install", "-q", "--offline", "--no-index"]
-            + ["--find-links", str(index_wheels), "--python", str(path / "bin" / "python")]
-            + [str(ours), "requests"],
+            [
+                *(str(uv), "pip", "install", "-q", "--offline", "--no-index"),
+                *("--find-links", str(index_wheels), "--python", str(path / "bin" / "python")),
+                *(str(ours), "requests"),
+            ],
             env=env,
         )
         product = product_environ(**store)
@@ -369,8 +373,10 @@ def test_pip_install_user(
     ours = next(index_wheels.glob("truststore_auto-*.whl"))
     try:
         _checked(
-            [base, "-m", "pip", "install", "-q", "--user", "--disable-pip-version-check"]
-            + ["--no-index", "--find-links", str(index_wheels), str(ours), "requests"],
+            [
+                *(base, "-m", "pip", "install", "-q", "--user", "--disable-pip-version-check"),
+                *("--no-index", "--find-links", str(index_wheels), str(ours), "requests"),
+            ],
             env=product_environ(PIP_CONFIG_FILE=os.devnull, **user_env),
         )
         env = product_environ(PYTHONUSERBASE=str(user_base), **store)
