@@ -13,11 +13,15 @@
 # arming of loaders, injection) is in truststore/_hook.py, imported on demand.
 
 import os
+import stat  # already loaded: os imports it
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CONFIG_FILENAME = "truststore-auto.conf"
 FIX = "pip install --force-reinstall --no-deps truststore-auto"
+CONFIG_LIMIT = 65536  # longer configs are refused with a warning, not cut
+ON = ("1", "true", "yes", "on")
+OFF = ("0", "false", "no", "off")
 WATCHED = frozenset(
     {
         "ssl",
@@ -48,19 +52,24 @@ def startup():
     try:
         raw = os.environ.get("TRUSTSTORE_INJECT")
         word = None if raw is None else raw.strip().lower()
-        if word in ("1", "true", "yes", "on", "0", "false", "no", "off"):
-            enabled = word in ("1", "true", "yes", "on")
+        if word in ON or word in OFF:
+            enabled = word in ON
             _decision = (enabled, "environment variable TRUSTSTORE_INJECT=" + raw.strip())
-        elif (
-            word is None
-            and HERE.startswith(os.path.join(sys.prefix, ""))
-            and not os.path.lexists(os.path.join(sys.prefix, CONFIG_FILENAME))
-        ):
-            enabled = True
-            _decision = (True, "default (on)")
+        elif word is None and HERE.startswith(os.path.join(sys.prefix, "")):
+            # Installed in this environment: its config is in sys.prefix
+            # (absent: one failed open).
+            path = os.path.join(sys.prefix, CONFIG_FILENAME)
+            setting, problem = read_config(path)
+            if problem:
+                warn(problem)
+            enabled = setting is not False
+            _decision = (
+                (True, "default (on)") if setting is None else (setting, f"config file {path}")
+            )
         else:
-            # A bad variable, a config file, a --user install: the full rules
-            # live in the hook; load it (only if the package is ours).
+            # A bad variable, a --user install, a directory outside sys.prefix:
+            # the full rules live in the hook; load it (only if the package is
+            # ours).
             hook = _verified_hook()
             if hook is None:
                 return
@@ -160,6 +169,61 @@ def find_package():
         return "ours", ours
     others = [n for n in os.listdir(HERE) if n.lower().startswith("truststore-")]
     return "foreign", ", ".join(sorted(others)) or "another distribution"
+
+
+def parse_config(text):
+    """The ``inject`` setting of *text* (None: none); ValueError if malformed."""
+    # Blank lines and '#' comments are skipped; unknown keys are ignored so
+    # that a newer version's file still reads; a line that is not
+    # 'key = value', or an inject value that is not an on/off word, makes the
+    # whole file malformed (the caller warns and applies the default).
+    result = None
+    for number, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, sep, value = line.partition("=")
+        if not sep:
+            raise ValueError(f"line {number} is not 'key = value'")
+        if key.strip().lower() == "inject":
+            value = value.strip().lower()
+            if value not in ON and value not in OFF:
+                raise ValueError(f"line {number}: inject must be on or off")
+            result = value in ON
+    return result
+
+
+def read_config(path):
+    """(setting, problem): the config's ``inject`` value, or why it was ignored."""
+    # A missing file (or a dangling symlink) is no problem and costs one
+    # failed open.  Non-blocking open, then regular files only: a FIFO or a
+    # device in the config's place must not stall every interpreter's start;
+    # the descriptor is closed on every path (a directory opens fine).
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    except (FileNotFoundError, NotADirectoryError):
+        return None, None
+    except OSError as exc:
+        return None, f"ignoring {path}: {exc.strerror or exc}"
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None, f"ignoring {path}: not a regular file"
+        data = b""
+        while len(data) <= CONFIG_LIMIT:
+            chunk = os.read(fd, CONFIG_LIMIT + 1 - len(data))
+            if not chunk:
+                break
+            data += chunk
+        if len(data) > CONFIG_LIMIT:
+            return None, f"ignoring {path}: longer than {CONFIG_LIMIT // 1024} KiB"
+        if data.startswith(b"\xef\xbb\xbf"):  # a BOM from a Windows editor
+            data = data[3:]
+        return parse_config(data.decode("utf-8")), None
+    except (OSError, UnicodeError, ValueError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        return None, f"ignoring {path}: {reason}"
+    finally:
+        os.close(fd)
 
 
 def decision():

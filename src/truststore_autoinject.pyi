@@ -8,10 +8,15 @@ HERE: str
 CONFIG_FILENAME: str
 FIX: str
 WATCHED: frozenset[str]
+CONFIG_LIMIT: int
+ON: tuple[str, ...]
+OFF: tuple[str, ...]
 _decision: tuple[bool, str] | None
 _state: str | None
 
 def startup() -> None: ...
+def parse_config(text: str) -> bool | None: ...
+def read_config(path: str) -> tuple[bool | None, str | None]: ...
 def install() -> None: ...
 
 class PostImportFinder:

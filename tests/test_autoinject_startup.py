@@ -81,7 +81,11 @@ def test_python_c_pass_imports_only_the_tiny_gate(installed: Venv) -> None:
     assert ours == {"truststore_autoinject"}
 
 
-def test_importtime_shows_only_the_gate(installed: Venv) -> None:
+@pytest.mark.parametrize("config", [None, "on", "off"])
+def test_importtime_shows_only_the_gate(installed: Venv, config: str | None) -> None:
+    """On or off, by the variable or by the config file: one module of ours."""
+    if config is not None:
+        installed.config.write_text(f"inject = {config}\n")
     for env in (product_environ(), product_environ(TRUSTSTORE_INJECT="0")):
         result = installed.run("-X", "importtime", code="pass", env=env)
         assert result.returncode == 0

@@ -13,7 +13,6 @@ are used here; ``ssl`` and the backends load only when the program imports
 """
 
 import os
-import stat  # already loaded: os imports it
 import sys
 
 import truststore_autoinject as _gate
@@ -29,7 +28,7 @@ CONFIG_FILENAME = _gate.CONFIG_FILENAME
 ON_WORDS = frozenset({"1", "true", "yes", "on"})
 OFF_WORDS = frozenset({"0", "false", "no", "off"})
 # Longer configs are refused with a warning rather than cut silently.
-CONFIG_LIMIT = 65536
+CONFIG_LIMIT = _gate.CONFIG_LIMIT
 WATCHED: "frozenset[str]" = _gate.WATCHED
 API_MODULE = "truststore._api"
 _warn: "Callable[[str], None]" = _gate.warn
@@ -98,57 +97,12 @@ def format_config(enabled: bool) -> str:
 
 def parse_config(text: str) -> "bool | None":
     """The ``inject`` setting of *text* (None: none); ValueError if malformed."""
-    # Blank lines and '#' comments are skipped; unknown keys are ignored so
-    # that a newer version's file still reads; a line that is not
-    # 'key = value', or an inject value that is not an on/off word, makes the
-    # whole file malformed (the caller warns and applies the default).
-    result = None
-    for number, raw in enumerate(text.splitlines(), 1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        key, sep, value = line.partition("=")
-        if not sep:
-            raise ValueError(f"line {number} is not 'key = value'")
-        if key.strip().lower() == "inject":
-            result = parse_switch(value)
-            if result is None:
-                raise ValueError(f"line {number}: inject must be on or off")
-    return result
+    return _gate.parse_config(text)
 
 
 def read_config(path: "str | None" = None) -> "tuple[bool | None, str | None]":
     """(setting, problem): the config's ``inject`` value, or why it was ignored."""
-    # A missing file (or a dangling symlink) is no problem and costs one
-    # failed open.  Non-blocking open, then regular files only: a FIFO or a
-    # device in the config's place must not stall every interpreter's start;
-    # the descriptor is closed on every path (a directory opens fine).
-    path = config_path() if path is None else path
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
-    except (FileNotFoundError, NotADirectoryError):
-        return None, None
-    except OSError as exc:
-        return None, f"ignoring {path}: {exc.strerror or exc}"
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return None, f"ignoring {path}: not a regular file"
-        data = b""
-        while len(data) <= CONFIG_LIMIT:
-            chunk = os.read(fd, CONFIG_LIMIT + 1 - len(data))
-            if not chunk:
-                break
-            data += chunk
-        if len(data) > CONFIG_LIMIT:
-            return None, f"ignoring {path}: longer than {CONFIG_LIMIT // 1024} KiB"
-        if data.startswith(b"\xef\xbb\xbf"):  # a BOM from a Windows editor
-            data = data[3:]
-        return parse_config(data.decode("utf-8")), None
-    except (OSError, UnicodeError, ValueError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        return None, f"ignoring {path}: {reason}"
-    finally:
-        os.close(fd)
+    return _gate.read_config(config_path() if path is None else path)
 
 
 def decide(
