@@ -5,9 +5,9 @@ The start-up gate ``truststore_autoinject`` (the top-level module the .pth
 line and the .start entry name) handles the common start by itself and
 imports this module only once it has checked, without executing anything,
 that this package is truststore-auto's own: when the switch variable is not
-an on/off word, when a config file exists, for a ``--user`` install, or when
-the program first imports a watched module.  Only ``sys``/``os``/``stat``
-are used here; ``ssl`` and the backends load only when the program imports
+an on/off word, for a ``--user`` install (or any outside ``sys.prefix``), or
+when the program first imports a watched module.  Only ``sys``/``os`` are
+used here; ``ssl`` and the backends load only when the program imports
 ``ssl``.  Nothing here raises into the program; at most one
 ``truststore-auto:`` line (the gate's ``warn``).
 """
