@@ -262,3 +262,96 @@ def test_reload_of_ssl_keeps_injection_and_verification(
         ["truststore._api", "ok"],
         ["truststore._api", "cert"],
     ]
+
+
+def test_extract_after_reload_restores_the_reloaded_stdlib_class(
+    installed: Venv, store_ca: tuple[trustme.CA, dict[str, str]]
+) -> None:
+    """Issue 12 item 6: ``importlib.reload(ssl)`` then ``extract_from_ssl()``
+    must restore the class the reloaded module defines; the one captured at
+    import made every new context fail with TypeError."""
+    ca, store = store_ca
+    stranger = trustme.CA()
+    code = """
+    import importlib, json, socket, ssl, sys, truststore
+    def fetch(port):
+        try:
+            ctx = ssl.create_default_context()
+            with socket.create_connection(("127.0.0.1", port), timeout=20) as sock:
+                with ctx.wrap_socket(sock, server_hostname="127.0.0.1") as tls:
+                    return [type(ctx).__module__, "ok"]
+        except ssl.SSLCertVerificationError:
+            return [type(ctx).__module__, "cert"]
+        except Exception as exc:
+            return ["error", type(exc).__name__ + ": " + str(exc)]
+    trusted, untrusted = int(sys.argv[1]), int(sys.argv[2])
+    importlib.reload(ssl)
+    truststore.extract_from_ssl()
+    restored = ssl.SSLContext
+    print(json.dumps([restored is not truststore.SSLContext, restored.__module__,
+                      restored.sslsocket_class is ssl.SSLSocket,
+                      fetch(trusted), fetch(untrusted)]))
+    """
+    with (
+        serve_cert(ca.issue_cert("127.0.0.1")) as good,
+        serve_cert(stranger.issue_cert("127.0.0.1")) as bad,
+    ):
+        result = installed.run(
+            code=textwrap.dedent(code),
+            script_args=(str(good.port), str(bad.port)),
+            env=product_environ(**store),
+        )
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    # The stdlib verifies again, with its own defaults (SSL_CERT_FILE here).
+    assert json.loads(result.stdout) == [True, "ssl", True, ["ssl", "ok"], ["ssl", "cert"]]
+
+
+# Issue 10 row 12: the library used before ssl is imported.  Each program
+# reports whether ssl.SSLContext ended up ours; stderr must stay empty.
+LIBRARY_FIRST_ORDERS = {
+    "SSLContext-first": "import truststore; ctx = truststore.SSLContext(); import ssl",
+    "from-import": "from truststore import SSLContext; import ssl",
+    "api-module": "import truststore._api; import ssl",
+    "inject-call": "import truststore; truststore.inject_into_ssl(); import ssl",
+    "ssl-first": "import ssl, truststore; ctx = truststore.SSLContext()",
+    "urllib3-first": "import urllib3, truststore; ctx = truststore.SSLContext(); import ssl",
+}
+
+
+@pytest.mark.parametrize("order", sorted(LIBRARY_FIRST_ORDERS))
+def test_library_before_ssl_is_injected_without_a_warning(installed: Venv, order: str) -> None:
+    code = LIBRARY_FIRST_ORDERS[order] + (
+        "\nimport json, ssl, truststore\n"
+        "print(json.dumps([ssl.SSLContext is truststore.SSLContext,"
+        " ssl.create_default_context().__class__.__module__]))\n"
+    )
+    result = installed.run(code=code)
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    assert json.loads(result.stdout) == [True, "truststore._api"]
+
+
+def test_library_and_ssl_imported_by_two_threads_at_once(installed: Venv) -> None:
+    """Row 12, "also when another thread imports ssl": both imports released
+    together by a barrier, in 15 fresh interpreters.  (importlib's module locks
+    decide the interleaving; which thread wins varies from run to run.)"""
+    code = textwrap.dedent(
+        """
+        import json, threading
+        barrier = threading.Barrier(2)
+        def importer():
+            barrier.wait()
+            import ssl
+        thread = threading.Thread(target=importer)
+        thread.start()
+        barrier.wait()
+        import truststore
+        ctx = truststore.SSLContext()
+        thread.join()
+        import ssl
+        print(json.dumps(ssl.SSLContext is truststore.SSLContext))
+        """
+    )
+    for _ in range(15):
+        result = installed.run(code=code)
+        assert result.returncode == 0 and result.stderr == "", result.stderr
+        assert json.loads(result.stdout) is True

@@ -24,7 +24,7 @@ pytestmark = pytest.mark.slow
 # Prints: ssl.SSLContext's module, then the hook's decision.
 STATE = (
     "import ssl, sys\n"
-    "h = sys.modules.get('truststore._hook')\n"
+    "h = sys.modules.get('truststore_autoinject')\n"
     "print(ssl.SSLContext.__module__)\n"
     "print(h.decision() if h else None)\n"
 )
@@ -46,7 +46,7 @@ def warning_lines(result: subprocess.CompletedProcess[str]) -> list[str]:
 # -- laziness -------------------------------------------------------------------
 
 
-def test_python_c_pass_imports_only_the_tiny_hook(installed: Venv) -> None:
+def test_python_c_pass_imports_only_the_tiny_gate(installed: Venv) -> None:
     code = (
         "import sys\n"
         "print(' '.join(sorted(sys.modules)))\n"
@@ -56,13 +56,16 @@ def test_python_c_pass_imports_only_the_tiny_hook(installed: Venv) -> None:
     assert result.returncode == 0 and result.stderr == "", result.stderr
     modules_line, finders_line = result.stdout.splitlines()
     modules = set(modules_line.split())
-    # The hook ran (so this is not vacuous) and installed its finder...
-    assert "truststore._hook" in modules
+    # The gate ran (so this is not vacuous) and installed its finder...
+    assert "truststore_autoinject" in modules
     assert finders_line.split()[0] == "PostImportFinder"
-    # ...without loading TLS, the library, a backend or an HTTP stack.
+    # ...without loading TLS, the package, a backend or an HTTP stack: one
+    # module of ours at start-up (issue 13), none of the truststore package.
     heavy = {
         "ssl",
         "_ssl",
+        "truststore",
+        "truststore._hook",
         "truststore._api",
         "truststore._openssl",
         "truststore._common",
@@ -74,22 +77,27 @@ def test_python_c_pass_imports_only_the_tiny_hook(installed: Venv) -> None:
         "ctypes",
     }
     assert modules & heavy == set()
-    ours = {m for m in modules if m.split(".")[0] == "truststore"}
-    assert ours == {"truststore", "truststore._hook"}
+    ours = {m for m in modules if "truststore" in m}
+    assert ours == {"truststore_autoinject"}
 
 
-def test_importtime_shows_only_truststore_and_the_hook(installed: Venv) -> None:
-    result = installed.run("-X", "importtime", code="pass")
-    assert result.returncode == 0
-    imported = [
-        line.rsplit("|", 1)[1].strip()
-        for line in result.stderr.splitlines()
-        if line.startswith("import time:") and "|" in line
-    ]
-    assert "site" in imported  # the parse found the table
-    ours = [name for name in imported if "truststore" in name]
-    assert ours == ["truststore", "truststore._hook"]
-    assert "ssl" not in imported and "_ssl" not in imported
+@pytest.mark.parametrize("config", [None, "on", "off"])
+def test_importtime_shows_only_the_gate(installed: Venv, config: str | None) -> None:
+    """On or off, by the variable or by the config file: one module of ours."""
+    if config is not None:
+        installed.config.write_text(f"inject = {config}\n")
+    for env in (product_environ(), product_environ(TRUSTSTORE_INJECT="0")):
+        result = installed.run("-X", "importtime", code="pass", env=env)
+        assert result.returncode == 0
+        imported = [
+            line.rsplit("|", 1)[1].strip()
+            for line in result.stderr.splitlines()
+            if line.startswith("import time:") and "|" in line
+        ]
+        assert "site" in imported  # the parse found the table
+        ours = [name for name in imported if "truststore" in name]
+        assert ours == ["truststore_autoinject"]
+        assert "ssl" not in imported and "_ssl" not in imported
 
 
 def test_injection_happens_when_the_program_imports_ssl(installed: Venv) -> None:
@@ -231,7 +239,7 @@ def test_enable_that_cannot_write_is_one_line_and_changes_nothing(installed: Ven
     # The interpreter's own start-up warns about the unusable config (its one
     # line), then the command fails with one line of its own.
     assert result.stderr.splitlines() == [
-        f"truststore-auto: ignoring {installed.config}: Is a directory",
+        f"truststore-auto: ignoring {installed.config}: not a regular file",
         f"truststore: error: cannot write {installed.config}: Is a directory",
     ]
     assert installed.config.is_dir() and list(installed.config.iterdir()) == []
@@ -305,29 +313,57 @@ def test_dash_S_means_no_injection_and_dash_I_keeps_it(installed: Venv) -> None:
     assert state(off)[0] == NOT_INJECTED
 
 
-def test_start_file_names_a_working_entry_point(installed: Venv) -> None:
-    """Python 3.15+ (PEP 829) calls the ``.start`` entry point instead of the
-    .pth import line.  Simulated here: no site, then what PEP 829's site does
-    (pkgutil.resolve_name on the file's line, call it)."""
+# PEP 829 (Python 3.15+): site reads each line of a .start file, resolves it
+# with pkgutil.resolve_name and calls the result with no arguments.  Done here
+# by hand in a fresh interpreter, with site's .pth processing (-S: none, as on
+# a Python that ignores .pth import lines; without -S: both, as a 3.15 site
+# that runs the .pth line too).
+PEP_829_STATE = (
+    "import sys, pkgutil\n"
+    "# What site does before it reads .start files (-S skipped it): the venv's\n"
+    "# prefix and its site-packages.\n"
+    "sys.prefix = sys.exec_prefix = sys.argv[3]\n"
+    "sys.path.append(sys.argv[1])\n"
+    "with open(sys.argv[2], encoding='utf-8') as f:\n"
+    "    entries = [line.strip() for line in f if line.strip() and not line.startswith('#')]\n"
+    "for entry in entries:\n"
+    "    pkgutil.resolve_name(entry)()\n"
+    "    pkgutil.resolve_name(entry)()\n"
+    "import ssl\n"
+    "finders = [f for f in sys.meta_path if type(f).__name__ == 'PostImportFinder']\n"
+    "print(ssl.SSLContext.__module__)\n"
+    "print(sys.modules['truststore_autoinject'].decision(), len(finders))\n"
+)
+
+
+@pytest.mark.parametrize(
+    "env",
+    [{}, {"TRUSTSTORE_INJECT": "0"}, {"TRUSTSTORE_INJECT": "perhaps"}, {"config": "off"}],
+    ids=["default", "off", "bad-variable", "config-off"],
+)
+def test_start_entry_behaves_exactly_like_the_pth_line(
+    installed: Venv, env: dict[str, str]
+) -> None:
     start = installed.site_packages / "truststore_autoinject.start"
     lines = [ln for ln in start.read_text().splitlines() if ln.strip()]
-    assert lines == ["truststore._hook:startup"]
-    code = (
-        "import sys, pkgutil\n"
-        f"sys.path.append({str(installed.site_packages)!r})\n"
-        f"entry = pkgutil.resolve_name({lines[0]!r})\n"
-        "entry(); entry()\n"
-        "import ssl\n"
-        "print(ssl.SSLContext.__module__, sys.modules['truststore._hook'].decision()[1])\n"
+    assert lines == ["truststore_autoinject:startup"]
+    if "config" in env:
+        installed.config.write_text(f"inject = {env.pop('config')}\n")
+    args = (str(installed.site_packages), str(start), str(installed.prefix))
+    pth = installed.run(code=STATE, env=product_environ(**env))
+    via_start = installed.run(
+        "-S", code=PEP_829_STATE, script_args=args, env=product_environ(**env)
     )
-    result = installed.run("-S", code=code)
-    assert result.returncode == 0 and result.stderr == "", result.stderr
-    assert result.stdout.split(" ", 1) == [INJECTED, "default (on)\n"]
-    # Called twice (a .start and a .pth both present on 3.15-3.17 when a
-    # site does not pair them up): one decision, one warning.
-    noisy = installed.run("-S", code=code, env=product_environ(TRUSTSTORE_INJECT="perhaps"))
-    assert noisy.stdout.split(" ", 1) == [INJECTED, "default (on)\n"]
-    assert len(warning_lines(noisy)) == 1
+    both = installed.run(code=PEP_829_STATE, script_args=args, env=product_environ(**env))
+    assert pth.returncode == via_start.returncode == both.returncode == 0, via_start.stderr
+    # The same verdict and the same rule either way; one finder however many
+    # times the entry and the .pth line ran; the same (at most one) warning.
+    module, decision = state(pth)
+    finders = 1 if module == INJECTED else 0
+    for result in (via_start, both):
+        assert result.stdout.splitlines() == [module, f"{decision} {finders}"]
+        assert result.stderr == pth.stderr
+    assert len(warning_lines(pth)) == (1 if env.get("TRUSTSTORE_INJECT") == "perhaps" else 0)
 
 
 # -- packaging -------------------------------------------------------------------------
@@ -341,11 +377,11 @@ def test_wheel_puts_the_pth_and_start_at_the_root_of_site_packages(wheel: Path) 
         (record_name,) = [n for n in names if n.endswith(".dist-info/RECORD")]
         record = zf.read(record_name).decode()
         entry_points = zf.read(record_name.replace("RECORD", "entry_points.txt")).decode()
-    assert "truststore/_hook.py" in names
+    assert "truststore/_hook.py" in names and "truststore_autoinject.py" in names
     # One line; site executes a .pth line only if it starts with "import".
     assert pth.count("\n") == 1 and pth.startswith("import ")
-    assert "truststore._hook" in pth
-    assert start.strip() == "truststore._hook:startup"
+    assert "truststore_autoinject" in pth
+    assert start.strip() == "truststore_autoinject:startup"
     # Listed in RECORD, so pip uninstall removes them.
     for name in ("truststore_autoinject.pth", "truststore_autoinject.start"):
         assert re.search(rf"^{re.escape(name)},sha256=", record, re.MULTILINE), record
@@ -361,10 +397,14 @@ def _leftovers(venv: Venv) -> list[str]:
 def test_pip_uninstall_leaves_nothing_behind(fresh_venv: Callable[[], Venv]) -> None:
     venv = fresh_venv()
     installed = _leftovers(venv)
-    assert len(installed) == 5, installed
+    assert len(installed) == 6, installed
     assert installed.count("truststore") == 2  # the package and bin/truststore
     assert re.fullmatch(r"truststore_auto-[^-]+\.dist-info", installed[2]), installed
-    assert installed[3:] == ["truststore_autoinject.pth", "truststore_autoinject.start"]
+    assert installed[3:] == [
+        "truststore_autoinject.pth",
+        "truststore_autoinject.py",
+        "truststore_autoinject.start",
+    ]
     result = subprocess.run(
         [str(venv.python), "-m", "pip", "uninstall", "-y", "-q", "truststore-auto"],
         env=product_environ(),
@@ -392,10 +432,16 @@ def test_package_deleted_under_a_remaining_pth(fresh_venv: Callable[[], Venv]) -
     lines = warning_lines(half)
     assert len(lines) == 1 and lines[0].startswith("truststore-auto: could not patch ssl")
 
-    # All gone: not a word.
+    # All gone: the gate says so once, with the fix, when ssl is imported;
+    # `python -c pass` stays silent and lazy.
     shutil.rmtree(package)
     gone = venv.run(code=probe)
-    assert (gone.returncode, gone.stdout.strip(), gone.stderr) == (3, NOT_INJECTED, "")
+    assert (gone.returncode, gone.stdout.strip()) == (3, NOT_INJECTED)
+    lines = warning_lines(gone)
+    assert len(lines) == 1 and "truststore/__init__.py is missing" in lines[0], lines
+    assert lines[0].endswith("run: pip install --force-reinstall --no-deps truststore-auto")
+    quiet = venv.run(code="import sys; print('ssl' in sys.modules)")
+    assert (quiet.stdout, quiet.stderr) == ("False\n", "")
 
 
 def test_editable_install_of_the_working_tree_behaves_the_same(tmp_path: Path) -> None:
@@ -415,7 +461,7 @@ def test_editable_install_of_the_working_tree_behaves_the_same(tmp_path: Path) -
     assert Path(location).is_relative_to(source / "src")
     assert "truststore._hook" in loaded.split()
     lazy = venv.run(
-        code="import sys; print('ssl' in sys.modules, 'truststore._hook' in sys.modules)"
+        code="import sys; print('ssl' in sys.modules, 'truststore_autoinject' in sys.modules)"
     )
     assert lazy.stdout.split() == ["False", "True"]
     off = venv.run(code=STATE, env=product_environ(TRUSTSTORE_INJECT="0"))

@@ -138,7 +138,7 @@ def damaged(product: Venv, tmp_path: Path) -> Venv:
     _virtualenv(path, seed=False)
     copy = Venv(path)
     for entry in product.site_packages.iterdir():
-        if entry.name.startswith(("truststore", "truststore_auto")):
+        if entry.name.startswith(("truststore", "truststore_auto")) or entry.name == "__pycache__":
             target = copy.site_packages / entry.name
             if entry.is_dir():
                 shutil.copytree(entry, target, ignore=shutil.ignore_patterns("__pycache__"))
@@ -343,7 +343,9 @@ def test_good_config_file_still_decides(product: Venv, config_file: Path) -> Non
 def test_package_gone_pth_left(damaged: Venv) -> None:
     shutil.rmtree(damaged.site_packages / "truststore")
     assert (damaged.site_packages / "truststore_autoinject.pth").exists()
-    assert_healthy_start(damaged.run(), injected=False, warns=False)
+    result = damaged.run()
+    assert_healthy_start(result, injected=False, warns=True)
+    assert b"is missing; run: pip install --force-reinstall" in result.stderr
 
 
 def test_pth_gone_package_left(damaged: Venv) -> None:
@@ -358,7 +360,9 @@ def test_hook_module_truncated(damaged: Venv) -> None:
     """An interrupted upgrade left half a file: SyntaxError at import."""
     hook = damaged.site_packages / "truststore" / "_hook.py"
     hook.write_text(hook.read_text()[:500])
-    assert_healthy_start(damaged.run(), injected=False, warns=False)
+    result = damaged.run()
+    assert_healthy_start(result, injected=False, warns=True)
+    assert b"cannot load truststore._hook (SyntaxError" in result.stderr
 
 
 def test_backend_module_gone(damaged: Venv) -> None:
@@ -529,3 +533,48 @@ def test_failing_requests_adapters_import_then_later_import_is_patched(
     assert result.returncode == USER_STATUS, result.stderr
     assert result.stderr == b""
     assert result.stdout.decode().split("\n")[:2] == ["propagated unchanged", f"{INJECTED} True"]
+
+
+# -- issue 10 row 13: the config file's descriptor and size --------------------
+
+_OPEN_FILES = textwrap.dedent(
+    """
+    import os, ssl, sys
+    names = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            names.append(os.readlink("/proc/self/fd/" + fd))
+        except OSError:
+            pass
+    print(ssl.SSLContext.__module__)
+    print("\\n".join(names))
+    sys.exit(7)
+    """
+)
+
+
+def test_config_directory_leaks_no_file_descriptor(product: Venv, config_file: Path) -> None:
+    config_file.mkdir()
+    result = product.run(code=_OPEN_FILES)
+    assert result.returncode == USER_STATUS, result.stderr
+    lines = stderr_lines(result)
+    assert len(lines) == 1 and b"not a regular file" in lines[0], lines
+    module, *open_files = result.stdout.decode().splitlines()
+    assert module == INJECTED
+    assert str(config_file) not in open_files, open_files
+
+
+@pytest.mark.parametrize("size", [65536, 65537, 200_000])
+def test_config_longer_than_64_kib_is_refused_with_a_warning(
+    product: Venv, config_file: Path, size: int
+) -> None:
+    """Not cut silently: a file whose first 64 KiB say "off" but which goes on
+    (here: comments) is refused as a whole, with one line; the default applies."""
+    head = b"inject = off\n"
+    config_file.write_bytes(head + b"#" * (size - len(head) - 1) + b"\n")
+    result = product.run()
+    if size <= 65536:
+        assert_healthy_start(result, injected=False, warns=False)
+    else:
+        assert_healthy_start(result, injected=True, warns=True)
+        assert b"longer than 64 KiB" in result.stderr

@@ -4,10 +4,16 @@
 ``inject_into_ssl()`` makes it the one every library gets, and
 ``extract_from_ssl()`` undoes that.
 
-This package is imported at every interpreter start (the auto-injection .pth
-imports ``truststore._hook``, and Python imports this package first), so it
-imports nothing: the public names resolve on first use (PEP 562).
+With auto-injection on, this package is imported at every interpreter start
+(the start-up gate imports ``truststore._hook``), so it imports nothing: the
+public names resolve on first use (PEP 562).
 """
+
+# The start-up gate (truststore_autoinject.py) reads this file, without
+# executing it, for this exact line: it is how it tells truststore-auto's
+# package from the public ``truststore`` distribution's, which installs the
+# same top-level name.  Keep it within the first 4 KiB.
+__distribution__ = "truststore-auto"
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

@@ -10,7 +10,7 @@ import ssl
 import sys
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from . import _api
 
@@ -202,10 +202,28 @@ def inject_into_ssl() -> None:
             _patch_module(name, True)
 
 
+def _loaded_stdlib_class() -> type[ssl.SSLContext]:
+    """The ``SSLContext`` class that the ``ssl`` module loaded now defines.
+
+    After ``importlib.reload(ssl)`` that is a new class, not the one captured
+    when ``_api`` was imported: restoring the old one would pair it with the
+    new module's functions (``super(SSLContext, ...)`` in its setters then
+    fails for every new context).  ssl.py ends by pointing its class's
+    ``sslsocket_class`` at the module's ``SSLSocket``, which injection leaves
+    alone: the direct subclass of ``_ssl._SSLContext`` with that socket class
+    is the one.
+    """
+    socket_class = getattr(ssl, "SSLSocket", None)
+    for cls in _api._CSSLContext.__subclasses__():
+        if cls.__module__ == "ssl" and vars(cls).get("sslsocket_class") is socket_class:
+            return cast("type[ssl.SSLContext]", cls)
+    return _api._StdSSLContext
+
+
 def extract_from_ssl() -> None:
     """Undo ``inject_into_ssl()``: restore the standard library's class."""
     with _injection_lock:
-        ssl.SSLContext = _api._StdSSLContext  # type: ignore[misc]
+        ssl.SSLContext = _loaded_stdlib_class()  # type: ignore[misc]
         for name in PATCHED_MODULES:
             _patch_module(name, False)
 
