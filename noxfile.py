@@ -82,7 +82,14 @@ def lint(session: nox.Session) -> None:
 def typecheck(session: nox.Session) -> None:
     session.install(*_extra("lint"))
     for platform in ("linux", "win32", "darwin"):
-        session.run("mypy", "--strict", "--platform", platform, "src/truststore")
+        session.run(
+            "mypy",
+            "--strict",
+            "--platform",
+            platform,
+            "src/truststore",
+            "src/truststore_autoinject.pyi",
+        )
 
 
 @nox.session(python=PYTHONS)

@@ -322,7 +322,7 @@ LIBRARY_FIRST_ORDERS = {
 def test_library_before_ssl_is_injected_without_a_warning(installed: Venv, order: str) -> None:
     code = LIBRARY_FIRST_ORDERS[order] + (
         "\nimport json, ssl, truststore\n"
-        "print(json.dumps([ssl.SSLContext is truststore.SSLContext,"
+        "print(json.dumps([ssl.SSLContext is truststore._api.InjectedSSLContext,"
         " ssl.create_default_context().__class__.__module__]))\n"
     )
     result = installed.run(code=code)
@@ -348,7 +348,7 @@ def test_library_and_ssl_imported_by_two_threads_at_once(installed: Venv) -> Non
         ctx = truststore.SSLContext()
         thread.join()
         import ssl
-        print(json.dumps(ssl.SSLContext is truststore.SSLContext))
+        print(json.dumps(ssl.SSLContext is truststore._api.InjectedSSLContext))
         """
     )
     for _ in range(15):

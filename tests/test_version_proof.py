@@ -299,27 +299,40 @@ def test_watched_modules_are_ssl_plus_modules_the_patch_table_knows() -> None:
     assert isinstance(watched, frozenset)
     assert "ssl" in watched
     # Every other watched name is one the patcher handles (else the hook's
-    # call would do nothing), and the set stays tiny: one lookup per import.
-    assert watched - {"ssl"} <= set(_inject.PATCH_TABLE)
+    # call would do nothing) or the library's own facade (so that using the
+    # library before ssl still injects), and the set stays tiny: one lookup
+    # per import.
+    assert watched - {"ssl", _hook.API_MODULE} <= set(_inject.PATCH_TABLE)
     assert len(watched) <= 8
 
 
-def test_hook_imports_only_modules_loaded_before_site() -> None:
-    tree = ast.parse((PACKAGE_DIR / "truststore" / "_hook.py").read_text(encoding="utf-8"))
+def _top_level_imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
     top_level: set[str] = set()
     for node in tree.body:
         if isinstance(node, ast.Import):
             top_level.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
             top_level.add("." * node.level + (node.module or ""))
-    assert top_level <= {"os", "stat", "sys"}, top_level
+    return top_level
+
+
+def test_hook_imports_only_modules_loaded_before_site() -> None:
+    gate = _top_level_imports(PACKAGE_DIR / "truststore_autoinject.py")
+    assert gate <= {"os", "stat", "sys"}, gate
+    hook = _top_level_imports(PACKAGE_DIR / "truststore" / "_hook.py")
+    assert hook <= {"os", "stat", "sys", "truststore_autoinject"}, hook
 
 
 def test_hook_needs_nothing_importlib_removes_in_3_15_or_3_16() -> None:
     """3.15 removes loaders' load_module() and stops setting __package__ and
     __cached__; 3.16 stops honouring __loader__.  The hook must rely only on
     find_spec / exec_module / __spec__."""
-    tree = ast.parse((PACKAGE_DIR / "truststore" / "_hook.py").read_text(encoding="utf-8"))
+    source = "\n".join(
+        (PACKAGE_DIR / name).read_text(encoding="utf-8")
+        for name in ("truststore_autoinject.py", "truststore/_hook.py")
+    )
+    tree = ast.parse(source)
     used = {node.attr for node in ast.walk(tree) if isinstance(node, ast.Attribute)}
     used |= {node.id for node in ast.walk(tree) if isinstance(node, ast.Name)}
     used |= {
@@ -331,7 +344,9 @@ def test_hook_needs_nothing_importlib_removes_in_3_15_or_3_16() -> None:
     }
     gone = {"load_module", "find_module", "find_loader", "__package__", "__cached__", "__loader__"}
     assert not used & gone, used & gone
-    assert hasattr(_hook.PostImportFinder, "find_spec")
+    import truststore_autoinject
+
+    assert hasattr(truststore_autoinject.PostImportFinder, "find_spec")
 
 
 def test_watched_names_are_what_the_installed_libraries_load() -> None:
@@ -342,8 +357,8 @@ def test_watched_names_are_what_the_installed_libraries_load() -> None:
     data = _run_json(
         """
 import json, sys
-import truststore._hook as hook
-hook.install()
+import truststore_autoinject as gate
+gate.install()
 import ssl                       # the hook injects here
 import truststore, truststore._inject as inject
 seen = []
@@ -367,7 +382,7 @@ print(json.dumps({"seen": seen, "ours": ours, "injected": ssl.SSLContext is trus
 """
     )
     assert data["injected"]
-    assert set(data["seen"]) >= _hook.WATCHED - {"ssl"}, data["seen"]
+    assert set(data["seen"]) >= _hook.WATCHED - {"ssl", _hook.API_MODULE}, data["seen"]
     assert data["ours"] and all(data["ours"].values()), data["ours"]
 
 
