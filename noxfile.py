@@ -12,11 +12,12 @@ from __future__ import annotations
 import glob
 import os
 import shutil
+import tarfile
 
 import nox
 
 PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
-nox.options.sessions = ["lint", "typecheck", "tests", "wine", "bench_quick"]
+nox.options.sessions = ["lint", "typecheck", "tests", "wine", "compat", "bench_quick"]
 nox.options.default_venv_backend = "virtualenv"
 nox.options.reuse_existing_virtualenvs = True
 
@@ -96,6 +97,86 @@ def tests(session: nox.Session) -> None:
 def wine(session: nox.Session) -> None:
     """The Windows backend, run for real by Windows CPython under Wine."""
     session.run("bash", os.path.join(ROOT, "tests", "wine", "run.sh"), external=True)
+
+
+# urllib3's TLS tests (paths inside its sdist), run by the compat session.
+COMPAT_TESTS = [
+    "test/with_dummyserver/test_https.py",
+    "test/with_dummyserver/test_socketlevel.py",
+    "test/test_ssltransport.py",
+    "test/test_ssl.py",
+    "test/test_util.py",
+]
+COMPAT_DIR = os.path.join(ROOT, "tests", "compat")
+
+
+def _pinned(extra: str, name: str) -> str:
+    """The exact version *extra* pins *name* to (``name==X``)."""
+    for requirement in _extra(extra):
+        project, sep, version = requirement.partition("==")
+        if sep and project.strip().lower() == name:
+            return version.strip()
+    raise RuntimeError(f"pyproject's {extra} extra must pin {name}==X")
+
+
+@nox.session(python="3.13")
+def compat(session: nox.Session) -> None:
+    """urllib3's own TLS tests, injection off then on, in one venv with the wheel.
+
+    Fails when a test that passes with injection off does not pass with it
+    on, unless tests/compat/intended.py lists it with the reason.  All
+    traffic is held to loopback by tests/compat/loopback_only.py.
+    """
+    version = _pinned("test", "urllib3")
+    # Installing runs with injection off: the venv may hold the wheel already.
+    quiet = {"TRUSTSTORE_INJECT": "0"}
+    session.install(f"urllib3=={version}", *_extra("compat"), env=quiet)
+    session.install("--force-reinstall", "--no-deps", _wheel(session), env=quiet)
+
+    tmp = os.path.abspath(session.create_tmp())
+    sdist = os.path.join(tmp, f"urllib3-{version}.tar.gz")
+    if not os.path.exists(sdist):
+        session.run(
+            "python", "-m", "pip", "download", "-q", "--no-binary", ":all:", "--no-deps",
+            "-d", tmp, f"urllib3=={version}", env=quiet,
+        )  # fmt: skip
+    source = os.path.join(tmp, f"urllib3-{version}")
+    shutil.rmtree(source, ignore_errors=True)
+    with tarfile.open(sdist) as archive:
+        if hasattr(tarfile, "data_filter"):  # 3.12, and backported to 3.10.12 / 3.11.4
+            archive.extractall(tmp, filter="data")
+        else:
+            archive.extractall(tmp)
+    session.run(
+        "python", "-c",
+        f"import urllib3, sys; sys.exit(urllib3.__version__ != {version!r})",
+        env=quiet, silent=True,
+    )  # fmt: skip
+
+    results = {}
+    for label, switch in (("off", "0"), ("on", "1")):
+        outcomes = os.path.join(tmp, f"outcomes-{label}.json")
+        refusals = os.path.join(tmp, f"loopback-{label}.json")
+        for stale in (outcomes, refusals):
+            if os.path.exists(stale):
+                os.remove(stale)
+        session.chdir(source)
+        session.run(
+            "python", "-m", "pytest", *COMPAT_TESTS,
+            "-p", "loopback_only", "-p", "outcomes", "-p", "asgi_tls",
+            f"--outcomes-json={outcomes}", f"--loopback-only-report={refusals}",
+            "-p", "no:cacheprovider", "-q", "--tb=line", "--timeout=120", "-rN", *session.posargs,
+            env={"TRUSTSTORE_INJECT": switch, "PYTHONPATH": COMPAT_DIR},
+            success_codes=[0, 1],
+        )  # fmt: skip
+        results[label] = (outcomes, refusals)
+    session.chdir(ROOT)
+    session.run(
+        "python", os.path.join(COMPAT_DIR, "compare.py"),
+        "--title", f"compat: urllib3 {version}'s TLS tests, injection off vs on",
+        "--off", *results["off"], "--on", *results["on"],
+        env=quiet,
+    )  # fmt: skip
 
 
 @nox.session(python="3.11")
