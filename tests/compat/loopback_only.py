@@ -233,7 +233,10 @@ def installed() -> bool:
 
 @contextmanager
 def guard() -> Iterator[list[dict[str, str]]]:
-    """The guard for the length of a ``with`` block; yields this block's refusals."""
+    """The guard for the length of a ``with`` block.
+
+    Yields a list that holds the block's refusals once the block has ended.
+    """
     was_installed = installed()
     start = len(refusals)
     install()

@@ -49,13 +49,14 @@ def _message(report: pytest.TestReport) -> str:
 
 
 def context_classes() -> dict[str, str]:
-    """Which SSLContext class ``ssl`` and urllib3 hand out in this process."""
+    """Which SSLContext class ``ssl`` (and urllib3, if loaded) hand out here."""
+    import ssl  # with injection on, importing ssl is what patches it
+
     classes = {}
-    for module_name in ("ssl", "urllib3.util.ssl_"):
-        module = sys.modules.get(module_name)
+    for module in (ssl, sys.modules.get("urllib3.util.ssl_")):
         if module is not None:
             cls = module.SSLContext
-            classes[f"{module_name}.SSLContext"] = f"{cls.__module__}.{cls.__qualname__}"
+            classes[f"{module.__name__}.SSLContext"] = f"{cls.__module__}.{cls.__qualname__}"
     return classes
 
 
