@@ -1,6 +1,6 @@
 """Compare two runs of a test suite: injection off, then on.
 
-    python compare.py --off OUTCOMES REFUSALS --on OUTCOMES REFUSALS
+    python compare.py --pair NAME OFF_OUTCOMES OFF_REFUSALS ON_OUTCOMES ON_REFUSALS ...
 
 OUTCOMES are written by ``outcomes.py``, REFUSALS by ``loopback_only.py``.
 A test is *comparable* when the loopback guard refused nothing during it in
@@ -140,24 +140,35 @@ def summary(off: Run, on: Run, intended: dict[str, str], result: Comparison) -> 
         lines.append(f"  {test}: on={on.outcome(test)}: {on.message(test)}")
     for error in result.state_errors:
         lines.append(f"RUN STATE ERROR: {error}")
-    lines.append("compat: " + ("OK" if result.ok else "FAILED"))
+    lines.append("OK" if result.ok else "FAILED")
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--off", nargs=2, required=True, metavar=("OUTCOMES", "REFUSALS"))
-    parser.add_argument("--on", nargs=2, required=True, metavar=("OUTCOMES", "REFUSALS"))
-    parser.add_argument("--title", default="compat: injection off vs on")
+    parser.add_argument(
+        "--pair",
+        nargs=5,
+        action="append",
+        required=True,
+        metavar=("NAME", "OFF_OUTCOMES", "OFF_REFUSALS", "ON_OUTCOMES", "ON_REFUSALS"),
+        help="one off/on pair of runs (repeatable)",
+    )
+    parser.add_argument("--title", default="injection off vs on")
     args = parser.parse_args(argv)
     from intended import INTENDED  # beside this file, which is on sys.path[0]
 
-    off = Run.load("off", *args.off)
-    on = Run.load("on", *args.on)
-    result = compare(off, on, INTENDED)
-    print(args.title)
-    print(summary(off, on, INTENDED, result))
-    return 0 if result.ok else 1
+    failed = []
+    for name, *paths in args.pair:
+        off = Run.load("off", paths[0], paths[1])
+        on = Run.load("on", paths[2], paths[3])
+        result = compare(off, on, INTENDED)
+        print(f"\n=== compat [{name}]: {args.title}")
+        print(summary(off, on, INTENDED, result))
+        if not result.ok:
+            failed.append(name)
+    print("\ncompat: " + (f"FAILED ({', '.join(failed)})" if failed else "OK"))
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

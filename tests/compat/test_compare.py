@@ -71,7 +71,7 @@ def test_intended_differences_are_reported_not_failed_and_stale_ones_are_listed(
     assert result.stale == ["b"]
     text = compare.summary(off, on, {"a": "reason a", "b": "reason b"}, result)
     assert "reason a" in text
-    assert "compat: OK" in text
+    assert text.endswith("\nOK")
 
 
 def test_tests_the_guard_refused_or_marked_are_not_compared() -> None:
@@ -193,11 +193,17 @@ def test_outcomes_plugin_and_compare_end_to_end(tmp_path: Path) -> None:
     # Neither run loaded truststore: both are the stdlib's, so "on" is in
     # the wrong state and the comparison must say so and fail.
     done = subprocess.run(
-        [sys.executable, str(COMPAT_DIR / "compare.py"), "--off", *files["off"], "--on", *files["on"]],
+        [
+            sys.executable, str(COMPAT_DIR / "compare.py"),
+            "--pair", "first", *files["off"], *files["on"],
+            "--pair", "second", *files["off"], *files["on"],
+        ],
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert done.returncode == 1, done.stdout + done.stderr
     assert "RUN STATE ERROR: on: ssl.SSLContext is ssl.SSLContext" in done.stdout
+    assert "=== compat [second]" in done.stdout
+    assert done.stdout.endswith("compat: FAILED (first, second)\n")
     # passed failed error skipped xfailed xpassed total
     assert _counts_line(done.stdout, "off") == [2, 2, 2, 1, 1, 0, 8]
 
