@@ -172,7 +172,7 @@ def test_outcomes_plugin_and_compare_end_to_end(tmp_path: Path) -> None:
                 f"--loopback-only-report={refusals}", "test_inner.py",
             ],
             cwd=tmp_path, capture_output=True, text=True, timeout=120,
-            env={"PYTHONPATH": str(COMPAT_DIR), "PATH": "/usr/bin:/bin"},
+            env={"PYTHONPATH": str(COMPAT_DIR), "PATH": "/usr/bin:/bin", "TRUSTSTORE_INJECT": "0"},
         )  # fmt: skip
         assert done.returncode == 1, done.stdout + done.stderr
         files[label] = [str(outcomes), str(refusals)]
@@ -190,7 +190,8 @@ def test_outcomes_plugin_and_compare_end_to_end(tmp_path: Path) -> None:
     assert tests["test_inner.py::test_fail"]["message"] == "assert 1 == 2"
     assert tests["test_inner.py::test_setup_error"]["message"] == "RuntimeError: setup broke"
 
-    # Neither run loaded truststore: both are the stdlib's, so "on" is in
+    # Neither run is injected (TRUSTSTORE_INJECT=0, whether or not the wheel
+    # is installed here): both are the stdlib's, so "on" is in
     # the wrong state and the comparison must say so and fail.
     done = subprocess.run(
         [
