@@ -116,6 +116,13 @@ COMPAT_TESTS = [
     "test/with_dummyserver/test_connection.py",
     "test/with_dummyserver/test_poolmanager.py",
 ]
+# Deselected: they need a silent, unroutable address (urllib3's TARPIT_HOST)
+# and, when the loopback guard refuses the connect at once instead, a worker
+# thread deadlocks on urllib3's HTTP/2 probe lock until the test times out.
+COMPAT_DESELECT = [
+    f"test/with_dummyserver/test_https.py::TestHTTPS_{tls}::test_http2_probe_blocked_per_thread"
+    for tls in ("TLSv1", "TLSv1_1", "TLSv1_2", "TLSv1_3")
+]
 COMPAT_DIR = os.path.join(ROOT, "tests", "compat")
 
 
@@ -189,10 +196,11 @@ def compat(session: nox.Session) -> None:
                     os.remove(stale)
             session.log(f"compat: store {store}, injection {label}")
             session.run(
-                "python", "-m", "pytest", *COMPAT_TESTS,
+                "python", "-m", "run_pytest", *COMPAT_TESTS,
+                *(f"--deselect={test}" for test in COMPAT_DESELECT),
                 "-p", "loopback_only", "-p", "outcomes", "-p", "asgi_tls",
                 f"--outcomes-json={outcomes}", f"--loopback-only-report={refusals}",
-                "-p", "no:cacheprovider", "-q", "--tb=line", "--timeout=120", "-rN",
+                "-p", "no:cacheprovider", "-q", "--tb=line", "--timeout=60", "-rN",
                 *session.posargs,
                 # CI=1: urllib3's suite then allows 0.5 s, not 0.1 s, where an
                 # operation must finish (test/__init__.py LONG_TIMEOUT): 2 busy
