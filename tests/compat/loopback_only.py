@@ -297,11 +297,12 @@ def pytest_runtest_protocol(item: pytest.Item) -> Iterator[None]:
 def report(config: pytest.Config) -> dict[str, Any]:
     """The refusals and marked tests, as ``--loopback-only-report`` writes them."""
     by_test: dict[str, list[str]] = {}
+    marked: list[str] = config.stash.get(_MARKED, [])
     for refusal in refusals:
         by_test.setdefault(refusal["test"], []).append(f"{refusal['call']} {refusal['target']}")
     return {
         "refused": by_test,
-        "marked": sorted(set(config.stash.get(_MARKED, []))),
+        "marked": sorted(set(marked)),
         "marker": config.getoption("--loopback-only-network-marker"),
     }
 
