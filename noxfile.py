@@ -135,13 +135,17 @@ def _pinned(extra: str, name: str) -> str:
     raise RuntimeError(f"pyproject's {extra} extra must pin {name}==X")
 
 
+# 3.13: the newest Python here, whose create_default_context() is the
+# strictest (VERIFY_X509_STRICT, VERIFY_X509_PARTIAL_CHAIN).
 @nox.session(python="3.13")
 def compat(session: nox.Session) -> None:
     """urllib3's own TLS tests, injection off then on, in one venv with the wheel.
 
+    Two pairs of runs (the machine's store; urllib3's test CA as the store).
     Fails when a test that passes with injection off does not pass with it
     on, unless tests/compat/intended.py lists it with the reason.  All
-    traffic is held to loopback by tests/compat/loopback_only.py.
+    traffic is held to loopback by tests/compat/loopback_only.py; the
+    summary counts the tests it stopped as not comparable.
     """
     version = _pinned("test", "urllib3")
     # Installing runs with injection off: the venv may hold the wheel already.
