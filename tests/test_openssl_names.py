@@ -136,8 +136,8 @@ def _system_certificates() -> list[bytes]:
             data = Path(path).read_bytes()
         except OSError:
             continue
-        bodies = [b"".join(b.split()) for b in _openssl._certificate_bodies(data) or []]
-        return [d for d in (_openssl._decode_body(b) for b in bodies) if d is not None]
+        bodies = [b"".join(b.split()) for b in _openssl.certificate_bodies(data) or []]
+        return [d for d in (_openssl.decode_body(b) for b in bodies) if d is not None]
     return []
 
 

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import base64
 import binascii
-import ipaddress
-import re
 import ssl
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import re
 
 # OpenSSL's X509_V_ERR_* numbers (include/openssl/x509_vfy.h). Every backend
 # reports these in ``SSLCertVerificationError.verify_code`` so that callers see
@@ -44,7 +46,10 @@ X509_V_ERR_CA_KEY_TOO_SMALL = 67
 
 # No "-" in a body (base64 has none): an unterminated block cannot swallow
 # the next one.
-_PEM_CERT_RE = re.compile(rb"-----BEGIN CERTIFICATE-----\s*([^-]*?)\s*-----END CERTIFICATE-----")
+_PEM_CERT_PATTERN = rb"-----BEGIN CERTIFICATE-----\s*([^-]*?)\s*-----END CERTIFICATE-----"
+# Compiled on first use: ``re`` is not otherwise loaded by ``import ssl``, and
+# only programs that hand PEM text to an intercepting backend need it.
+_pem_cert_re: re.Pattern[bytes] | None = None
 
 
 def verification_error(code: int, message: str, host: str | None) -> ssl.SSLCertVerificationError:
@@ -74,7 +79,12 @@ def pem_to_der_list(data: str | bytes) -> list[bytes]:
     """
     raw = data.encode("ascii", "replace") if isinstance(data, str) else data
     ders = []
-    for match in _PEM_CERT_RE.finditer(raw):
+    global _pem_cert_re
+    if _pem_cert_re is None:
+        import re
+
+        _pem_cert_re = re.compile(_PEM_CERT_PATTERN)
+    for match in _pem_cert_re.finditer(raw):
         try:
             ders.append(base64.b64decode(b"".join(match.group(1).split()), validate=True))
         except (binascii.Error, ValueError):
@@ -123,6 +133,8 @@ def normalize_host(host: str | None) -> str | None:
     if host is None:
         return None
     if is_ip_address(host):
+        import ipaddress  # loaded on first use: ~1.5 ms at import
+
         return str(ipaddress.ip_address(host))
     return host.lower()
 
@@ -132,6 +144,8 @@ def is_ip_address(host: str) -> bool:
     if "%" in host:
         return False
     try:
+        import ipaddress
+
         ipaddress.ip_address(host)
     except ValueError:
         return False

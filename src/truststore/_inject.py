@@ -6,15 +6,18 @@ auto-injection hook calls ``patch_imported_module()`` as HTTP modules load.
 
 from __future__ import annotations
 
+import _thread
 import ssl
 import sys
-import threading
-from collections.abc import Callable
-from typing import Any, cast
 
 from . import _api
 
-_injection_lock = threading.RLock()
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
+_injection_lock = _thread.RLock()
 # Contexts that HTTP modules built at import, saved while ours stand in.
 _saved_contexts: dict[tuple[str, str], tuple[Any, Any]] = {}
 
@@ -216,7 +219,7 @@ def _loaded_stdlib_class() -> type[ssl.SSLContext]:
     socket_class = getattr(ssl, "SSLSocket", None)
     for cls in _api._CSSLContext.__subclasses__():
         if cls.__module__ == "ssl" and vars(cls).get("sslsocket_class") is socket_class:
-            return cast("type[ssl.SSLContext]", cls)
+            return cls  # type: ignore[return-value]  # ssl.py's own subclass
     return _api._StdSSLContext
 
 

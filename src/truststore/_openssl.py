@@ -41,10 +41,10 @@ them with ``secure_getenv()``); so does this module.
 from __future__ import annotations
 
 import _ssl
+import _thread
 import os
 import ssl
 import sys
-import threading
 from binascii import Error as _Base64Error
 from binascii import a2b_base64
 
@@ -132,7 +132,7 @@ class StorePlan:
         self.watched: tuple[str, ...] = ()
 
 
-_plan_lock = threading.Lock()
+_plan_lock = _thread.allocate_lock()
 _plan_cache: dict[tuple[object, ...], tuple[StorePlan, tuple[object, ...]]] = {}
 _last_plan: StorePlan | None = None
 _compiled_defaults: tuple[str, str, str, str] | None = None
@@ -266,7 +266,7 @@ def _read_regular(path: str, limit: int) -> bytes | None:
 # -- PEM and DER --------------------------------------------------------------------------
 
 
-def _certificate_bodies(data: bytes) -> list[bytes] | None:
+def certificate_bodies(data: bytes) -> list[bytes] | None:
     """The base64 bodies of the CERTIFICATE blocks of *data*; None when it holds
     any other PEM kind (TRUSTED CERTIFICATE trust settings, CRLs, ...), whose
     meaning only OpenSSL itself gives exactly.
@@ -302,7 +302,7 @@ def _clean_base64(text: bytes) -> bool:
     return padding < 0 or (padding >= len(text) - 2 and not text[padding:].strip(b"="))
 
 
-def _decode_body(text: bytes) -> bytes | None:
+def decode_body(text: bytes) -> bytes | None:
     """DER from a PEM body with its white space removed; None unless it is
     clean base64 (OpenSSL's PEM reader would refuse the block)."""
     if not _clean_base64(text):
@@ -560,7 +560,7 @@ def _entry_certificates(data: bytes, known: dict[bytes, bytes]) -> list[bytes] |
     text): plain CERTIFICATE blocks only.  Anything else (trust settings, a
     damaged block, no block at all, a certificate the bundle lacks) makes
     OpenSSL's loader stop or give more; None."""
-    bodies = _certificate_bodies(data)
+    bodies = certificate_bodies(data)
     if not bodies or data.count(_BEGIN) != len(bodies):
         return None
     texts = []
@@ -617,7 +617,7 @@ class _HashedDir:
             suffix += 1
 
 
-def _is_hashed_name(name: str) -> bool:
+def is_hashed_name(name: str) -> bool:
     """``c_rehash`` / ``openssl rehash`` names: 8 lower-case hex digits of the
     subject hash, a dot, a collision counter.  OpenSSL's look-up opens only
     these (``%08lx.%d``)."""
@@ -638,7 +638,7 @@ def _hashed_dir(directory: str) -> _HashedDir | None:
     there would find nothing).
     """
     try:
-        names = [n for n in os.listdir(directory) if _is_hashed_name(n)]
+        names = [n for n in os.listdir(directory) if is_hashed_name(n)]
     except (OSError, ValueError):
         return None
     return _HashedDir(directory, names) if names else None
@@ -682,7 +682,7 @@ def _substitute(
         names = os.listdir(directory)
     except (OSError, ValueError):
         return None
-    hashed = _HashedDir(directory, [n for n in names if _is_hashed_name(n)])
+    hashed = _HashedDir(directory, [n for n in names if is_hashed_name(n)])
     if not hashed.names:
         return None
     hashed.known = known
@@ -772,7 +772,7 @@ def _plan_locations(cafile: str | None, dirs: list[str], note: str) -> StorePlan
     bodies: list[bytes] | None = []
     if cafile is not None:
         data = _read_regular(cafile, _BUNDLE_LIMIT)
-        bodies = _certificate_bodies(data) if data else []
+        bodies = certificate_bodies(data) if data else []
 
     lazy: list[_HashedDir] = []
     for directory in dirs:
@@ -917,7 +917,7 @@ def describe_store() -> str:
 
 # -- the store's content (for _trust: "public root", and what contexts report) --
 
-_content_lock = threading.Lock()
+_content_lock = _thread.allocate_lock()
 _content_cache: dict[tuple[object, ...], tuple[bytes, ...]] = {}
 
 
@@ -940,10 +940,10 @@ def store_certificates() -> tuple[tuple[object, ...], tuple[bytes, ...]]:
     for path in dict.fromkeys(files):
         data = _read_regular(path, _BUNDLE_LIMIT)
         if data:
-            bodies.extend(b"".join(body.split()) for body in _certificate_bodies(data) or ())
+            bodies.extend(b"".join(body.split()) for body in certificate_bodies(data) or ())
     ders: list[bytes] = list(plan.extra_der)
     for body in dict.fromkeys(bodies):
-        der = _decode_body(body)
+        der = decode_body(body)
         if der is not None:
             ders.append(der)
     content = tuple(dict.fromkeys(ders))

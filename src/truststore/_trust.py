@@ -41,17 +41,17 @@ checks one attribute (``ContextTrust.settled``).
 from __future__ import annotations
 
 import _ssl
-import base64
-import binascii
+import _thread
 import os
-import re
 import ssl
 import stat
 import sys
-import threading
-from typing import Any, NamedTuple
 
-from . import _common
+from . import _common, _openssl
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 # -- "general-purpose public bundle" -------------------------------------------
 #
@@ -71,16 +71,20 @@ GENERAL_MIN_PUBLIC_SHARE = 0.5
 
 # Bundles larger than this are not read by us (OpenSSL still loads them).
 _MAX_BUNDLE_BYTES = 16 << 20
-_PEM_BODY = re.compile(rb"-----BEGIN CERTIFICATE-----([^-]*)-----END CERTIFICATE-----")
-_ANY_PEM_BEGIN = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----")
 
 
-class BundleVerdict(NamedTuple):
-    """What a CA file handed to ``load_verify_locations`` is."""
+class BundleVerdict:
+    """What a CA file handed to ``load_verify_locations`` is.
 
-    general: bool  # a general-purpose public bundle ("the defaults")
-    private_ders: tuple[bytes, ...]  # its certificates that are not public roots
-    size: int  # certificates in it
+    (A plain class: ``typing.NamedTuple`` would load ``typing`` at the first
+    ``import ssl`` of every injected process.)"""
+
+    __slots__ = ("general", "private_ders", "size")
+
+    def __init__(self, general: bool, private_ders: tuple[bytes, ...], size: int) -> None:
+        self.general = general  # a general-purpose public bundle ("the defaults")
+        self.private_ders = private_ders  # its certificates that are not public roots
+        self.size = size  # certificates in it
 
 
 _found_by_spec: dict[str, str | None] = {}
@@ -161,18 +165,19 @@ def _plain_pem_ders(data: bytes) -> list[bytes] | None:
     """Every CERTIFICATE block as DER; None if the file holds anything else
     (TRUSTED CERTIFICATE, CRLs, keys) or a damaged block: then only
     OpenSSL's own loader gives it its exact meaning."""
-    if set(_ANY_PEM_BEGIN.findall(data)) - {b"CERTIFICATE"}:
+    bodies = _openssl.certificate_bodies(data)
+    if bodies is None:
         return None
     ders = []
-    for body in _PEM_BODY.findall(data):
-        try:
-            ders.append(base64.b64decode(b"".join(body.split()), validate=True))
-        except (binascii.Error, ValueError):
+    for body in bodies:
+        der = _openssl.decode_body(b"".join(body.split()))
+        if der is None:
             return None
+        ders.append(der)
     return ders
 
 
-_cache_lock = threading.Lock()
+_cache_lock = _thread.allocate_lock()
 _verdicts: dict[tuple[object, ...], BundleVerdict | None] = {}
 _references: dict[tuple[object, ...], frozenset[bytes]] = {}
 
@@ -224,7 +229,7 @@ def _same_file(a: tuple[object, ...] | None, b: tuple[object, ...] | None) -> bo
 
 def _classify_reference(path: str) -> BundleVerdict | None:
     data = _read_regular(path, _MAX_BUNDLE_BYTES)
-    if data is None or set(_ANY_PEM_BEGIN.findall(data)) - {b"CERTIFICATE"}:
+    if data is None or _openssl.certificate_bodies(data) is None:
         return None
     count = data.count(b"-----BEGIN CERTIFICATE-----")
     if not count:
@@ -271,12 +276,10 @@ def classify_bundle(path: str, backend: Any) -> BundleVerdict | None:
 
 # -- CA material -> DER anchors (intercepting backends) ---------------------------
 
-# ``c_rehash`` / ``openssl rehash`` names: 8 hex digits of the subject-name
-# hash, a dot, a collision counter.  OpenSSL's by-directory look-up opens
-# only ``<hash of the issuer name it needs>.N``, counting N up from 0 until a
-# name is missing (crypto/x509/by_dir.c), so only these files can ever anchor
-# a chain.
-_HASHED_NAME = re.compile(r"^[0-9a-f]{8}\.[0-9]+$")
+# OpenSSL's by-directory look-up opens only ``<hash of the issuer name it
+# needs>.N`` (``c_rehash`` / ``openssl rehash`` names), counting N up from 0
+# until a name is missing (crypto/x509/by_dir.c), so only such files, filed
+# under their own subject's hash, can ever anchor a chain.
 
 
 def _subject_hash_matches(der: bytes, name: str) -> bool:
@@ -285,8 +288,6 @@ def _subject_hash_matches(der: bytes, name: str) -> bool:
     anchor a chain there, so it must not anchor one here either.  The hash is
     the OpenSSL backend's pure-Python one (checked against ``openssl x509
     -hash``); a name it cannot hash with certainty is no anchor."""
-    from . import _openssl
-
     value = _openssl.subject_hash(der)
     return value is not None and f"{value:08x}" == name.split(".", 1)[0]
 
@@ -299,7 +300,7 @@ def capath_anchor_ders(capath: Any) -> list[bytes]:
         if not directory:
             continue
         try:
-            names = sorted(n for n in os.listdir(directory) if _HASHED_NAME.match(n))
+            names = sorted(n for n in os.listdir(directory) if _openssl.is_hashed_name(n))
         except OSError:
             continue
         for name in names:
@@ -366,7 +367,7 @@ class ContextTrust:
     )
 
     def __init__(self, *, additive: bool, os_verifies: bool) -> None:
-        self.lock = threading.Lock()
+        self.lock = _thread.allocate_lock()
         self.additive = additive  # library rule: the OS store plus what is loaded
         # The OS verifies (Windows/macOS): nothing is loaded into the native
         # context; the verifier is told the anchors and whether the system's
