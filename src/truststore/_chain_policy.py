@@ -52,23 +52,11 @@ class _BadDER(ValueError):
 
 def _tlv(data: bytes, pos: int) -> tuple[int, int, int, int]:
     """(tag, start of contents, end of contents, end of the element) at *pos*."""
-    if pos + 2 > len(data):
-        raise _BadDER("truncated")
-    tag = data[pos]
-    if tag & 0x1F == 0x1F:
-        raise _BadDER("multi-byte tags are not used in certificates")
-    length = data[pos + 1]
-    pos += 2
-    if length & 0x80:
-        count = length & 0x7F
-        if count == 0 or count > 4 or pos + count > len(data):
-            raise _BadDER("bad length")
-        length = int.from_bytes(data[pos : pos + count], "big")
-        pos += count
-    end = pos + length
-    if end > len(data):
-        raise _BadDER("truncated")
-    return tag, pos, end, end
+    try:
+        tag, start, end = _common.der_element(data, pos)
+    except ValueError as exc:
+        raise _BadDER(str(exc)) from None
+    return tag, start, end, end
 
 
 def _children(data: bytes, start: int, end: int) -> list[tuple[int, int, int, int]]:

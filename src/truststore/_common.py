@@ -92,6 +92,36 @@ def pem_to_der_list(data: str | bytes) -> list[bytes]:
     return ders
 
 
+def der_element(der: bytes, pos: int, end: int | None = None) -> tuple[int, int, int]:
+    """(tag, contents start, contents end) of the DER element at *pos*, which
+    must lie within ``der[:end]``.
+
+    The small reader every certificate parser here shares (subject-name
+    hashes, the chain's key sizes and signatures, the leaf's IP SANs):
+    definite lengths of up to four bytes, low tag numbers, which is all a
+    certificate uses; long-form lengths that are not minimal are read, as
+    OpenSSL reads them.  Anything else raises ValueError.
+    """
+    if end is None:
+        end = len(der)
+    if pos + 2 > end:
+        raise ValueError("truncated DER")
+    tag = der[pos]
+    if tag & 0x1F == 0x1F:
+        raise ValueError("multi-byte DER tags are not used in certificates")
+    length = der[pos + 1]
+    pos += 2
+    if length & 0x80:
+        count = length & 0x7F
+        if count == 0 or count > 4 or pos + count > end:
+            raise ValueError("bad DER length")
+        length = int.from_bytes(der[pos : pos + count], "big")
+        pos += count
+    if pos + length > end:
+        raise ValueError("truncated DER")
+    return tag, pos, pos + length
+
+
 def split_der_sequence(data: bytes) -> list[bytes]:
     """Split concatenated DER certificates (the ``cadata=bytes`` form).
 

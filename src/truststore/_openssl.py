@@ -48,6 +48,8 @@ import sys
 from binascii import Error as _Base64Error
 from binascii import a2b_base64
 
+from . import _common
+
 # typing stays unimported at run time (import cost); type checkers treat any
 # name TYPE_CHECKING as true.
 TYPE_CHECKING = False
@@ -313,27 +315,9 @@ def decode_body(text: bytes) -> bytes | None:
         return None
 
 
-def _tlv(der: bytes, pos: int, end: int) -> tuple[int, int, int]:
-    """(tag, content start, content end) of the DER element at *pos*.
-
-    Definite lengths, low tag numbers (long-form lengths that are not minimal
-    are read, as OpenSSL reads them); anything else raises ValueError (or
-    IndexError) and the caller treats the certificate as one whose look-up
-    name it cannot vouch for."""
-    tag = der[pos]
-    length = der[pos + 1]
-    if tag & 0x1F == 0x1F:
-        raise ValueError("high tag number")
-    pos += 2
-    if length & 0x80:
-        count = length & 0x7F
-        if count == 0 or count > 4 or pos + count > end:
-            raise ValueError("bad length")
-        length = int.from_bytes(der[pos : pos + count], "big")
-        pos += count
-    if pos + length > end:
-        raise ValueError("truncated")
-    return tag, pos, pos + length
+# The DER reader shared with the other certificate parsers; a ValueError
+# means a certificate whose look-up name we cannot vouch for.
+_tlv = _common.der_element
 
 
 def _der_header(tag: int, length: int) -> bytes:

@@ -850,25 +850,7 @@ _OID_SUBJECT_ALT_NAME = b"\x06\x03\x55\x1d\x11"  # 2.5.29.17, tag and length inc
 
 def _tlv(data: bytes, pos: int) -> tuple[int, int, int]:
     """(tag, value start, value end) of the DER element at *pos*."""
-    if pos + 2 > len(data):
-        raise ValueError("truncated DER")
-    tag = data[pos]
-    if tag & 0x1F == 0x1F:
-        raise ValueError("multi-byte DER tags are not used in certificates")
-    first = data[pos + 1]
-    start = pos + 2
-    if first < 0x80:
-        length = first
-    else:
-        count = first & 0x7F
-        if count == 0 or count > 4 or start + count > len(data):
-            raise ValueError("bad DER length")
-        length = int.from_bytes(data[start : start + count], "big")
-        start += count
-    end = start + length
-    if end > len(data):
-        raise ValueError("truncated DER")
-    return tag, start, end
+    return _common.der_element(data, pos)
 
 
 def _children(data: bytes, start: int, end: int) -> list[tuple[int, int, int, int]]:
