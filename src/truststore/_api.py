@@ -344,7 +344,7 @@ class SSLContext(_SuperTarget):
             # this runs for every connection.
             check_hostname = _C_CHECK_HOSTNAME.__get__(self)
             verify_mode = _C_VERIFY_MODE.__get__(self)
-        owner.__dict__["_truststore_pending"] = _connection.Pending(
+        owner.__dict__[_connection.PENDING_KEY] = _connection.Pending(
             self,
             server_hostname,
             check_hostname,

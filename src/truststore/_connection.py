@@ -49,7 +49,7 @@ VERIFYING = 1  # handshake done, verification running (the lock is held)
 VERIFIED = 2  # the verdict was "trusted" (or nothing had to be verified)
 FAILED = 3  # refused, or verification did not finish: for good
 
-_PENDING_KEY = "_truststore_pending"
+PENDING_KEY = "_truststore_pending"
 _VERIFIED_KEY = "_truststore_verified"
 
 
@@ -132,7 +132,7 @@ def _enrich_native_error(
     owner: Any, exc: ssl.SSLCertVerificationError
 ) -> ssl.SSLCertVerificationError:
     """OpenSSL's error in our shape: same code, message naming the host."""
-    pending: Pending | None = owner.__dict__.get(_PENDING_KEY)
+    pending: Pending | None = owner.__dict__.get(PENDING_KEY)
     message = getattr(exc, "verify_message", None) or str(exc)
     if pending is not None and pending.context._os_store_empty:
         message += f" (no trusted CA certificates could be loaded: {_api.store_description()})"
@@ -153,7 +153,7 @@ def _await_verdict(owner: Any, handshake: Callable[[], None]) -> None:
     KeyboardInterrupt, SystemExit, gevent.Timeout...) fails the connection
     for good.
     """
-    record: Pending | None = owner.__dict__.get(_PENDING_KEY)
+    record: Pending | None = owner.__dict__.get(PENDING_KEY)
     if record is None:
         return
     with record.lock:
@@ -192,7 +192,7 @@ def _await_verdict(owner: Any, handshake: Callable[[], None]) -> None:
             raise
         record.state = VERIFIED
         owner.__dict__[_VERIFIED_KEY] = record
-        del owner.__dict__[_PENDING_KEY]
+        del owner.__dict__[PENDING_KEY]
 
 
 def _remember_session(owner: Any, session: Any) -> None:
@@ -214,8 +214,8 @@ def _peercert(owner: Any, binary_form: bool, std: Callable[[bool], Any]) -> Any:
     """``getpeercert()``: after *our* verification, what the standard library
     gives for a verified peer (OpenSSL was told CERT_NONE, so CPython would
     hide the dict); and never a certificate other than the verified one."""
-    if _PENDING_KEY in owner.__dict__:
-        record: Pending = owner.__dict__[_PENDING_KEY]
+    if PENDING_KEY in owner.__dict__:
+        record: Pending = owner.__dict__[PENDING_KEY]
         with record.lock:  # waits while another thread verifies
             if record.state == FAILED:
                 assert record.error is not None
@@ -273,7 +273,7 @@ class VerifyingSSLSocket(ssl.SSLSocket):
     """
 
     def _truststore_settle(self) -> None:
-        record: Pending = self.__dict__[_PENDING_KEY]
+        record: Pending = self.__dict__[PENDING_KEY]
         if record.state == PENDING and getattr(self, "_sslobj", None) is None:
             # Closed, or its connect() failed: no TLS at all, ssl.py raises
             # its own error (a failed connection is FAILED, never PENDING).
@@ -284,60 +284,60 @@ class VerifyingSSLSocket(ssl.SSLSocket):
         self.close()
 
     def do_handshake(self, block: bool = False) -> None:
-        if _PENDING_KEY not in self.__dict__:
+        if PENDING_KEY not in self.__dict__:
             return super().do_handshake(block)
         _await_verdict(self, lambda: super(VerifyingSSLSocket, self).do_handshake(block))
         return None
 
     def read(self, len: int = 1024, buffer: Any = None) -> Any:
-        if _PENDING_KEY in self.__dict__:
+        if PENDING_KEY in self.__dict__:
             self._truststore_settle()
         return super().read(len, buffer)
 
     def write(self, data: Buffer) -> int:
-        if _PENDING_KEY in self.__dict__:
+        if PENDING_KEY in self.__dict__:
             self._truststore_settle()
         return super().write(data)
 
     def send(self, data: Buffer, flags: int = 0) -> int:
-        if _PENDING_KEY in self.__dict__:
+        if PENDING_KEY in self.__dict__:
             self._truststore_settle()
         return super().send(data, flags)
 
     def sendall(self, data: Buffer, flags: int = 0) -> None:
-        if _PENDING_KEY in self.__dict__:
+        if PENDING_KEY in self.__dict__:
             self._truststore_settle()
         return super().sendall(data, flags)
 
     def sendfile(self, file: Any, offset: int = 0, count: int | None = None) -> int:
-        if _PENDING_KEY in self.__dict__:
+        if PENDING_KEY in self.__dict__:
             self._truststore_settle()
         return super().sendfile(file, offset, count)
 
     def recv(self, buflen: int = 1024, flags: int = 0) -> bytes:
-        if _PENDING_KEY in self.__dict__:
+        if PENDING_KEY in self.__dict__:
             self._truststore_settle()
         return super().recv(buflen, flags)
 
     def recv_into(self, buffer: Buffer, nbytes: int | None = None, flags: int = 0) -> int:
-        if _PENDING_KEY in self.__dict__:
+        if PENDING_KEY in self.__dict__:
             self._truststore_settle()
         return super().recv_into(buffer, nbytes, flags)
 
     def recvfrom(self, buflen: int = 1024, flags: int = 0) -> tuple[bytes, Any]:
-        if _PENDING_KEY in self.__dict__:
+        if PENDING_KEY in self.__dict__:
             self._truststore_settle()
         return super().recvfrom(buflen, flags)
 
     def recvfrom_into(
         self, buffer: Buffer, nbytes: int | None = None, flags: int = 0
     ) -> tuple[int, Any]:
-        if _PENDING_KEY in self.__dict__:
+        if PENDING_KEY in self.__dict__:
             self._truststore_settle()
         return super().recvfrom_into(buffer, nbytes, flags)
 
     def unwrap(self) -> socket.socket:
-        if _PENDING_KEY in self.__dict__:
+        if PENDING_KEY in self.__dict__:
             self._truststore_settle()
         return super().unwrap()
 
@@ -357,23 +357,23 @@ class VerifyingSSLObject(ssl.SSLObject):
         pass  # the caller owns the transport
 
     def do_handshake(self) -> None:
-        if _PENDING_KEY not in self.__dict__:
+        if PENDING_KEY not in self.__dict__:
             return super().do_handshake()
         _await_verdict(self, super().do_handshake)
         return None
 
     def read(self, len: int = 1024, buffer: Any = None) -> Any:
-        if _PENDING_KEY in self.__dict__:
+        if PENDING_KEY in self.__dict__:
             self._truststore_settle()
         return super().read(len, buffer)
 
     def write(self, data: Buffer) -> int:
-        if _PENDING_KEY in self.__dict__:
+        if PENDING_KEY in self.__dict__:
             self._truststore_settle()
         return super().write(data)
 
     def unwrap(self) -> None:
-        if _PENDING_KEY in self.__dict__:
+        if PENDING_KEY in self.__dict__:
             self._truststore_settle()
         return super().unwrap()
 
