@@ -20,6 +20,13 @@ def _scrub_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
 
 
+@pytest.fixture(autouse=True)
+def _private_plan_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test (and every interpreter it starts) gets an empty store-plan
+    cache of its own: nothing carries over from this machine or another test."""
+    monkeypatch.setenv("TRUSTSTORE_CACHE_DIR", str(tmp_path / "plan-cache"))
+
+
 @pytest.fixture
 def ca() -> trustme.CA:
     return trustme.CA()

@@ -46,9 +46,9 @@ import os
 import ssl
 import sys
 from binascii import Error as _Base64Error
-from binascii import a2b_base64
+from binascii import a2b_base64, crc32
 
-from . import _common
+from . import _common, _store_cache
 
 # typing stays unimported at run time (import cost); type checkers treat any
 # name TYPE_CHECKING as true.
@@ -109,7 +109,17 @@ _BASE64 = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/="
 class StorePlan:
     """What to load into each client context, decided once per on-disk state."""
 
-    __slots__ = ("cafile", "capath", "empty", "extra_der", "searched", "summary", "watched")
+    __slots__ = (
+        "cafile",
+        "capath",
+        "eager_index",
+        "empty",
+        "extra_der",
+        "searched",
+        "source",
+        "summary",
+        "watched",
+    )
 
     def __init__(
         self,
@@ -132,6 +142,10 @@ class StorePlan:
         self.empty = empty  # nothing at all could be loaded
         # Other paths the plan depends on (substitute directories looked at).
         self.watched: tuple[str, ...] = ()
+        # The bundle that was read, and which of its certificates (positions
+        # among its readable ones) extra_der holds: what _store_cache keeps.
+        self.source: str | None = None
+        self.eager_index: tuple[int, ...] = ()
 
 
 _plan_lock = _thread.allocate_lock()
@@ -227,6 +241,15 @@ def default_locations() -> tuple[str | None, list[str], bool]:
     capath = env_dir if env_dir is not None else default_dir
     dirs = [d for d in (capath or "").split(os.pathsep) if d]
     return (cafile or None), dirs, (env_file is not None or env_dir is not None)
+
+
+def store_bundle_paths() -> tuple[str, ...]:
+    """The bundle file OpenSSL's defaults name (``SSL_CERT_FILE`` or the
+    compiled-in one), if it exists: a program that loads it by path (httpx
+    does when ``SSL_CERT_FILE`` is set) is loading the OS store's own
+    certificates, all of them public roots by definition."""
+    cafile, _dirs, _explicit = default_locations()
+    return (cafile,) if cafile and os.path.isfile(cafile) else ()
 
 
 # -- reading files the way nothing can stall -----------------------------------------
@@ -771,22 +794,18 @@ def _plan_locations(cafile: str | None, dirs: list[str], note: str) -> StorePlan
     whole_file: str | None = None
     extra: list[bytes] = []
     watched: tuple[str, ...] = ()
+    source: str | None = None
+    eager_index: tuple[int, ...] = ()
     if cafile is not None and bodies is None:
         whole_file = cafile
         summary.append(f"file {cafile} (loaded whole{note})")
     elif cafile is not None and bodies:
-        texts: list[bytes] = []
-        written: dict[bytes, bytes] = {}
-        damaged = 0
-        for body in bodies:
-            text = b"".join(body.split())
-            if _clean_base64(text):
-                texts.append(text)
-                written[body] = text
-            else:
-                damaged += 1  # must not cost the good certificates their trust
+        texts, written, damaged = _bundle_texts(bodies)
         eager, substitute, looked = _eager(texts, lazy, written)
         extra = [a2b_base64(text) for text in eager]
+        eager_set = set(eager)
+        eager_index = tuple(i for i, text in enumerate(texts) if text in eager_set)
+        source = cafile
         if looked:
             watched = tuple(path for path, _distro in SUBSTITUTE_DIRS)
         if substitute is not None:
@@ -814,7 +833,26 @@ def _plan_locations(cafile: str | None, dirs: list[str], note: str) -> StorePlan
         empty=not lazy_dirs and whole_file is None and not extra,
     )
     plan.watched = watched
+    plan.source = source
+    plan.eager_index = eager_index
     return plan
+
+
+def _bundle_texts(bodies: list[bytes]) -> tuple[list[bytes], dict[bytes, bytes], int]:
+    """The bundle's readable certificates as base64 text without white
+    space, in order; each body as written -> its text; how many were
+    damaged (skipped: one bad block must not cost the others their trust)."""
+    texts: list[bytes] = []
+    written: dict[bytes, bytes] = {}
+    damaged = 0
+    for body in bodies:
+        text = b"".join(body.split())
+        if _clean_base64(text):
+            texts.append(text)
+            written[body] = text
+        else:
+            damaged += 1
+    return texts, written, damaged
 
 
 def _plan_key(cafile: str | None, dirs: list[str], explicit: bool) -> tuple[object, ...]:
@@ -843,13 +881,110 @@ def current_plan() -> StorePlan:
         # Taken before planning: a change while planning leaves a key that
         # no longer matches, so the next context plans again.
         substitutes_key = tuple(_stat_key(p) for p, _distro in SUBSTITUTE_DIRS)
-        plan = _plan_for(cafile, dirs, fallback_ok=not explicit)
+        locations = repr((cafile, tuple(dirs), explicit, ssl.OPENSSL_VERSION, sys.platform))
+        state = repr(
+            (
+                _stat_key(__file__),  # this algorithm: an upgrade plans anew
+                tuple(_stat_key(p) for p in _dependency_paths(cafile, dirs)),
+            )
+        )
+        plan = _plan_from_cache(locations, state, cafile, dirs)
+        if plan is None:
+            plan = _plan_for(cafile, dirs, fallback_ok=not explicit)
+            _plan_to_cache(locations, state, plan)
         watched_key = substitutes_key if plan.watched else ()
         with _plan_lock:
             if len(_plan_cache) > 16:
                 _plan_cache.clear()
             _plan_cache[key] = (plan, watched_key)
     _last_plan = plan
+    return plan
+
+
+# -- the plan across processes (see _store_cache for why it is safe) ---------------
+
+
+def _dependency_paths(cafile: str | None, dirs: list[str]) -> list[str]:
+    """Every file and directory a plan for these locations can depend on."""
+    paths = [cafile] if cafile else []
+    paths += dirs
+    paths += [path for path, _distro in SUBSTITUTE_DIRS]
+    paths += [path for path, _distro in FALLBACK_FILES]
+    paths += [path for path, _distro in FALLBACK_DIRS]
+    return list(dict.fromkeys(paths))
+
+
+def _cache_name(locations: str) -> str:
+    return f"{crc32(locations.encode('utf-8', 'surrogateescape')):08x}"
+
+
+def _plan_to_cache(locations: str, state: str, plan: StorePlan) -> None:
+    _store_cache.save(
+        _cache_name(locations),
+        {
+            "locations": locations,
+            "state": state,
+            "capath": plan.capath or "",
+            "cafile": plan.cafile or "",
+            "source": plan.source or "",
+            "eager": ",".join(str(i) for i in plan.eager_index),
+            "summary": plan.summary,
+            "searched": "\0".join(plan.searched),
+            "watched": "\0".join(plan.watched),
+            "empty": "1" if plan.empty else "",
+        },
+    )
+
+
+def _plan_from_cache(
+    locations: str, state: str, cafile: str | None, dirs: list[str]
+) -> StorePlan | None:
+    """The plan saved for these locations while every path it depends on
+    is as it is now; None for anything else.  Only directories and bundles
+    from this module's own lists are accepted, and the certificates come
+    from the bundle itself: a forged entry can only leave certificates out
+    (fail closed), never add one."""
+    fields = _store_cache.load(_cache_name(locations), locations)
+    if fields is None or fields.get("state") != state:
+        return None
+    try:
+        capath = fields["capath"]
+        whole_file = fields["cafile"]
+        source = fields["source"]
+        eager_index = tuple(int(i) for i in fields["eager"].split(",") if i)
+        summary = fields["summary"]
+        searched = tuple(p for p in fields["searched"].split("\0") if p)
+        watched = tuple(p for p in fields["watched"].split("\0") if p)
+        empty = fields["empty"] == "1"
+    except (KeyError, ValueError):
+        return None
+    allowed_dirs = set(dirs) | {d for d, _ in SUBSTITUTE_DIRS} | {d for d, _ in FALLBACK_DIRS}
+    allowed_files = {"", *([cafile] if cafile else []), *(f for f, _ in FALLBACK_FILES)}
+    if any(d not in allowed_dirs for d in capath.split(os.pathsep) if d):
+        return None
+    if whole_file not in allowed_files or source not in allowed_files:
+        return None
+    extra: list[bytes] = []
+    if eager_index:
+        data = _read_regular(source, _BUNDLE_LIMIT) if source else None
+        bodies = certificate_bodies(data) if data else None
+        if not bodies:
+            return None
+        texts = _bundle_texts(bodies)[0]
+        if max(eager_index) >= len(texts) or min(eager_index) < 0:
+            return None
+        extra = [a2b_base64(texts[i]) for i in eager_index]
+    plan = StorePlan(
+        capath=capath or None,
+        cafile=whole_file or None,
+        extra_der=tuple(extra),
+        summary=summary,
+        searched=searched,
+        empty=empty,
+    )
+    plan.watched = watched
+    plan.source = source or None
+    plan.eager_index = eager_index
     return plan
 
 

@@ -251,10 +251,14 @@ def classify_bundle(path: str, backend: Any) -> BundleVerdict | None:
     file_key = _stat_key(path)
     if file_key is None:
         return None
-    if any(_same_file(file_key, _stat_key(ref)) for ref in reference_bundle_paths()):
-        # certifi itself (requests, httpx, pip): every certificate in it is
-        # public by definition, so only its size needs judging, and nothing
-        # has to be parsed (the common case, on every new context).
+    own_bundles = getattr(backend, "store_bundle_paths", None)
+    references = reference_bundle_paths() + (own_bundles() if own_bundles else ())
+    if any(_same_file(file_key, _stat_key(ref)) for ref in references):
+        # certifi itself (requests, httpx, pip), or the OS store's own bundle
+        # (httpx and others load SSL_CERT_FILE when it is set): every
+        # certificate in it is public by definition, so only its size needs
+        # judging, and nothing has to be parsed (the common case, on every
+        # new context).
         key: tuple[object, ...] = (file_key, "reference")
         with _cache_lock:
             if key in _verdicts:
