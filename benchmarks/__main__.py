@@ -26,6 +26,7 @@ ROWS = (
     "pip",
     "layouts",
     "memory",
+    "plan",
 )
 
 

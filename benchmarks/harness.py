@@ -41,7 +41,19 @@ CONN_CLIENTS = ("urllib3", "requests", "httpx")
 DISTRO_LAYOUTS = ("debian", "fedora", "opensuse")
 # Only what a program needs to run; everything that could redirect trust
 # (SSL_CERT_*, REQUESTS_CA_BUNDLE, PIP_CERT, proxies, PYTHON*) stays out.
-PASSED_THROUGH = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TMPDIR", "TZ")
+PASSED_THROUGH = (
+    "PATH",
+    "HOME",
+    "LANG",
+    "LC_ALL",
+    "LC_CTYPE",
+    "TMPDIR",
+    "TZ",
+    # Set by Bench.prepare: the product's store-plan cache lives in the
+    # run's work directory, warm after the first process (row 12 measures
+    # it cold and warm), never in the user's ~/.cache.
+    "TRUSTSTORE_CACHE_DIR",
+)
 
 
 @dataclass(frozen=True)
@@ -72,6 +84,7 @@ class Plan:
     layout_rounds: int
     layout_budget_s: float
     memory_count: int
+    plan_processes: int  # row 12: fresh processes per kind (cold, warm)
 
     @classmethod
     def make(cls, quick: bool) -> Plan:
@@ -101,6 +114,7 @@ class Plan:
                 layout_rounds=1,
                 layout_budget_s=0.2,
                 memory_count=100,
+                plan_processes=4,
             )
         return cls(
             quick=False,
@@ -127,6 +141,7 @@ class Plan:
             layout_rounds=6,
             layout_budget_s=0.6,
             memory_count=1000,
+            plan_processes=20,
         )
 
 
@@ -192,6 +207,7 @@ class Bench:
     # -- set-up ----------------------------------------------------------------
     def prepare(self) -> None:
         shutil.copy(PROBE, self.work / "probe.py")
+        os.environ["TRUSTSTORE_CACHE_DIR"] = str(self.work / "plan-cache")
         wheel = venvs.find_or_build_wheel(self.cache)
         log(f"wheel: {wheel}")
         started = time.monotonic()
@@ -837,6 +853,44 @@ class Bench:
         return result
 
     # -- row 10: memory with many live contexts -----------------------------------------
+    def row_plan(self) -> dict[str, Any]:
+        """The first context's store plan in a new process, Debian-style
+        store (bundle + hashed directory): with an empty plan cache (the
+        first process after the store changed: the baseline) and with the
+        cache the earlier processes left (every later process)."""
+        env = self.envs["ours"]
+        warm_dir = self.work / "plan-cache-warm"
+        shutil.rmtree(warm_dir, ignore_errors=True)
+        store = self.os_store_environ()
+        spec = {"mode": "plan"}
+        self.probe(env, spec, {**store, "TRUSTSTORE_CACHE_DIR": str(warm_dir)})  # warms it
+        found: dict[str, list[float]] = {"cold": [], "warm": [], "cold_cpu": [], "warm_cpu": []}
+        summaries: set[str] = set()
+        for index in range(self.plan.plan_processes):
+            kinds = ["cold", "warm"]
+            self.rng.shuffle(kinds)
+            for kind in kinds:
+                if kind == "cold":
+                    directory = self.work / "plan-cache-cold" / str(index)
+                    shutil.rmtree(directory, ignore_errors=True)
+                else:
+                    directory = warm_dir
+                result = self.probe(env, spec, {**store, "TRUSTSTORE_CACHE_DIR": str(directory)})
+                found[kind].append(result["plan_ms"])
+                found[f"{kind}_cpu"].append(result["plan_cpu_ms"])
+                summaries.add(result["summary"])
+        if len(summaries) != 1:
+            raise ProbeError(f"cold and warm plans differ: {sorted(summaries)}")
+        log("plan: done")
+        return {
+            "cold": stats.summary(found["cold"]),
+            "warm": stats.summary(found["warm"]),
+            "cold_cpu": stats.summary(found["cold_cpu"]),
+            "warm_cpu": stats.summary(found["warm_cpu"]),
+            "ratio": stats.ratio(stats.median(found["warm"]), stats.median(found["cold"])),
+            "summary": summaries.pop(),
+        }
+
     def row_memory(self) -> dict[str, Any]:
         variants = [("bare", self.envs["bare"]), ("ours", self.envs["ours"])]
         self.rng.shuffle(variants)

@@ -524,6 +524,21 @@ def mode_layout(spec: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
+def mode_plan(spec: dict[str, Any]) -> dict[str, Any]:
+    """Row 12: the store plan of the first context of a process (what the
+    OpenSSL backend decides to load for the OS store), timed alone, after
+    ``import ssl`` (the product loads then); the process's store-plan cache
+    (TRUSTSTORE_CACHE_DIR) is empty or warm, as the harness chose."""
+    import ssl  # noqa: F401
+
+    from truststore import _openssl
+
+    t0, c0 = _now(), _cpu()
+    plan = _openssl.current_plan()
+    elapsed, cpu = _now() - t0, _cpu() - c0
+    return {"plan_ms": _ms(elapsed), "plan_cpu_ms": _ms(cpu), "summary": plan.summary}
+
+
 MODES: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "preflight": mode_preflight,
     "conn": mode_conn,
@@ -534,6 +549,7 @@ MODES: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "client_create": mode_client_create,
     "memory": mode_memory,
     "layout": mode_layout,
+    "plan": mode_plan,
 }
 
 
