@@ -559,3 +559,34 @@ def test_certifi_replaced_by_a_private_ca_stays_a_pin(
     ctx = ssl.create_default_context(cafile=str(installed))
     assert _accepts(ctx, private_server)
     assert not _accepts(ctx, os_server)
+
+
+@pytest.mark.parametrize("size", [_GENERAL_MIN, _GENERAL_MIN - 1])
+def test_the_os_bundle_loaded_by_path_means_the_os_store(
+    injected: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, size: int
+) -> None:
+    """httpx loads SSL_CERT_FILE by path when it is set.  That file is the OS
+    store's own bundle, so (when general-purpose by size) it means the OS
+    store, hashed directory included, and is judged without parsing, like
+    certifi; a small one is a pin, as any small bundle."""
+    cas = [trustme.CA() for _ in range(size)]
+    locations = make_store(tmp_path / "store", *cas, hashed=True)
+    directory_only = trustme.CA()
+    directory_only.cert_pem.write_to_path(str(Path(locations["SSL_CERT_DIR"]) / "only.pem"))
+    subprocess.run(
+        ["openssl", "rehash", locations["SSL_CERT_DIR"]], check=True, capture_output=True
+    )
+    for key, value in locations.items():
+        monkeypatch.setenv(key, value)
+    calls: list[object] = []
+    real = _trust._classify_uncached
+    monkeypatch.setattr(_trust, "_classify_uncached", lambda *a: calls.append(a) or real(*a))
+    ctx = ssl.create_default_context(cafile=locations["SSL_CERT_FILE"])
+    with (
+        serve_cert(cas[0].issue_cert("localhost")) as in_bundle,
+        serve_cert(directory_only.issue_cert("localhost")) as in_directory,
+    ):
+        assert _accepts(ctx, in_bundle)
+        assert _accepts(ctx, in_directory) is (size >= _GENERAL_MIN)
+    if size >= _GENERAL_MIN:
+        assert calls == []
