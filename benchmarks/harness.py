@@ -814,7 +814,9 @@ class Bench:
                         "max_n": 200,
                         **spec_extra,
                     }
-                    out = self.probe(env, spec, {}, prefix=[*prefix, "sh", str(scripts[layout])])
+                    # A plan cache per layout, as each would be a machine of its own.
+                    extra = {"TRUSTSTORE_CACHE_DIR": str(self.work / "plan-cache-layouts" / layout)}
+                    out = self.probe(env, spec, extra, prefix=[*prefix, "sh", str(scripts[layout])])
                     if out["untrusted"] != "ok":
                         raise ProbeError(f"layout {layout}, {name}: {out['untrusted']}")
                     outs[name].append(out)
