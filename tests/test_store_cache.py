@@ -230,7 +230,7 @@ def test_set_user_id_process_does_not_use_the_cache(
     it neither reads nor writes a cache (and, as OpenSSL does, ignores
     SSL_CERT_FILE/SSL_CERT_DIR, so the test CA is not trusted there).
     setpriv changes the real uid only."""
-    env, cas, cache = store
+    env, cas, _cache = store
     if os.geteuid() != 0 or not Path("/usr/bin/setpriv").exists():
         pytest.skip("needs root and setpriv to start a process with ruid != euid")
     with serve_cert(cas[6].issue_cert("localhost")) as server:
