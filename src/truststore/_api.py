@@ -177,16 +177,18 @@ def _c_level_property(name: str) -> property:
     return property(fget, fset, doc=f"C-level {name} (see _SuperTarget).")
 
 
-class _BackendVerifierClass:
-    """``SSLContext._verifier_class`` until its first read, which imports
-    the backend (see _DEFERRED) and puts its ``Verifier`` (None on
-    Linux/BSD) on SSLContext in this descriptor's place."""
+if _BACKEND_MODULE != "truststore._openssl":
 
-    def __get__(self, instance: object, owner: type) -> "type[Any] | None":
-        _load_deferred()
-        value: type[Any] | None = getattr(sys.modules[_BACKEND_MODULE], "Verifier", None)
-        SSLContext._verifier_class = value
-        return value
+    class _BackendVerifierClass:
+        """``SSLContext._verifier_class`` until its first read, which imports
+        the backend (see _DEFERRED) and puts its ``Verifier`` on SSLContext
+        in this descriptor's place."""
+
+        def __get__(self, instance: object, owner: type) -> "type[Any] | None":
+            _load_deferred()
+            value: type[Any] | None = getattr(sys.modules[_BACKEND_MODULE], "Verifier", None)
+            SSLContext._verifier_class = value
+            return value
 
 
 class _SuperTarget(_StdSSLContext):
@@ -233,6 +235,8 @@ class SSLContext(_SuperTarget):
     # another platform set this on a subclass; nothing else should.
     if TYPE_CHECKING:
         _verifier_class: "ClassVar[type[Any] | None]"
+    elif _BACKEND_MODULE == "truststore._openssl":
+        _verifier_class = None  # the OpenSSL backend has no Verifier
     else:
         _verifier_class = _BackendVerifierClass()
 
@@ -662,5 +666,38 @@ def backend_name() -> str:
     return _backend.__name__
 
 
-# Re-exported: the injection switch lives in its own module.
-from ._inject import extract_from_ssl, inject_into_ssl  # noqa: E402
+# The public switch; the work is _inject's.  The modules its PATCH_TABLE
+# patches (tests/test_injection.py checks that the two lists agree): while
+# none of them is imported, injecting is one assignment, the same one
+# _inject would make, so ``import ssl`` under the hook (which injects the
+# moment ssl has loaded) does not load _inject at all.
+_PATCHED_MODULES = (
+    "urllib3.util.ssl_",
+    "requests.adapters",
+    "pip._vendor.urllib3.util.ssl_",
+    "pip._vendor.requests.adapters",
+    "aiohttp.connector",
+)
+
+
+def inject_into_ssl() -> None:
+    """Make ``ssl.SSLContext`` (and the HTTP stacks' copies) ours.
+
+    Idempotent.  Contexts created earlier keep working, settings included;
+    modules imported later are fixed as they load (the auto-injection hook
+    patches them).
+    """
+    modules = sys.modules
+    if "truststore._inject" in modules or any(name in modules for name in _PATCHED_MODULES):
+        from . import _inject
+
+        _inject.inject_into_ssl()
+    else:
+        ssl.SSLContext = InjectedSSLContext  # type: ignore[misc]
+
+
+def extract_from_ssl() -> None:
+    """Undo ``inject_into_ssl()``: restore the standard library's class."""
+    from . import _inject
+
+    _inject.extract_from_ssl()

@@ -167,11 +167,22 @@ def after_import(name: str) -> None:
         if name == "ssl" or name == API_MODULE:
             _inject_when_ready(name)
         else:
-            inject = sys.modules.get("truststore._inject")
-            if inject is not None:
-                inject.patch_imported_module(name)
+            _patch_http_module(name)
     except Exception as exc:
         _warn(f"could not patch {name}: {exc!r}")
+
+
+def _patch_http_module(name: str) -> None:
+    # Once truststore._api has loaded (which is what injecting needs), an
+    # HTTP module that finishes loading is patched; _api leaves loading
+    # _inject, which holds the patch table, to this first need.
+    if "truststore._inject" not in sys.modules:
+        api = sys.modules.get(API_MODULE)
+        if api is None or getattr(getattr(api, "__spec__", None), "_initializing", False):
+            return
+    from . import _inject
+
+    _inject.patch_imported_module(name)
 
 
 def _inject_when_ready(name: str) -> None:
