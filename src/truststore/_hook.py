@@ -7,9 +7,10 @@ imports this module only once it has checked, without executing anything,
 that this package is truststore-auto's own: when the switch variable is not
 an on/off word, for a ``--user`` install (or any outside ``sys.prefix``), or
 when the program first imports a watched module.  Only ``sys``/``os`` are
-used here; ``ssl`` and the backends load only when the program imports
-``ssl``.  Nothing here raises into the program; at most one
-``truststore-auto:`` line (the gate's ``warn``).
+used here; ``ssl`` and ``truststore._api`` load only when the program
+imports ``ssl``, the backends at its first context, ``truststore._inject``
+when an HTTP module needs patching.  Nothing here raises into the
+program; at most one ``truststore-auto:`` line (the gate's ``warn``).
 """
 
 import os
