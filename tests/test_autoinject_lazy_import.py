@@ -49,6 +49,9 @@ def ours():
 at_import = ours()
 installed = ssl.SSLContext.__module__ + "." + ssl.SSLContext.__qualname__
 context = ssl.create_default_context()
+at_context = ours()
+import truststore._api
+listed = sorted(set(truststore._api._FIRST_CONTEXT_MODULES))
 
 def verdict(port):
     try:
@@ -63,7 +66,7 @@ def verdict(port):
 good, bad = (verdict(int(port)) for port in sys.argv[1:3])
 print(json.dumps({
     "loaded": loaded, "at_import": at_import, "class": installed,
-    "at_context": ours(), "context_class": type(context).__name__,
+    "at_context": at_context, "listed": listed, "context_class": type(context).__name__,
     "good": good, "bad": bad,
 }))
 """
@@ -96,9 +99,13 @@ def test_import_ssl_loads_only_the_hook_and_api_then_the_first_context_the_rest(
     assert on["at_import"] == sorted(AT_IMPORT | {"truststore_autoinject"})
     assert on["class"] == "truststore._api.InjectedSSLContext"
 
-    # The first context loads the rest, and verifies like before.
+    # The first context loads the rest, and verifies like before.  What it
+    # loads is what _api checks for at import (a half-removed installation
+    # must leave ssl alone, not fail at the first context).
     at_context = set(on["at_context"])  # type: ignore[call-overload]
-    assert at_context >= AT_IMPORT | AT_FIRST_CONTEXT, at_context
+    first = at_context - AT_IMPORT - {"truststore_autoinject"}
+    assert first >= AT_FIRST_CONTEXT, at_context
+    assert first == set(on["listed"]), (first, on["listed"])  # type: ignore[call-overload]
     assert on["context_class"] == "InjectedSSLContext"
     assert (on["good"], on["bad"]) == ("ok", "cert")
     # The control: off, the stdlib (which reads the same store here).

@@ -63,6 +63,11 @@ _DEFERRED = (
     ("_trust", "truststore._trust"),
     ("_backend", _BACKEND_MODULE),
 )
+# Every module of ours that the first context imports: _DEFERRED's and what
+# they import in turn (_trust reads _openssl's PEM and name-hash code on
+# every platform).  tests/test_autoinject_lazy_import.py checks this list
+# against what a first context really loads.
+_FIRST_CONTEXT_MODULES = (*(name for _, name in _DEFERRED), "truststore._openssl")
 
 
 def _load_deferred() -> None:
@@ -108,8 +113,7 @@ def _check_deferred_present() -> None:
         present = os.listdir(os.path.dirname(__file__))
     except (OSError, ValueError):
         present = []
-    # _trust reads _openssl's PEM and name-hash code on every platform.
-    for module_name in (*(name for _, name in _DEFERRED), "truststore._openssl"):
+    for module_name in _FIRST_CONTEXT_MODULES:
         if module_name in sys.modules or module_name.rpartition(".")[2] + ".py" in present:
             continue
         import importlib.util
