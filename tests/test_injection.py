@@ -432,3 +432,27 @@ print(json.dumps({{"cls": cls.__module__}}))
     env = dict(store_env, SSLKEYLOGFILE=str(log))
     assert run(script(body, CLIENT_CODE["requests"]), env) == {"cls": "truststore._api"}
     assert b"CLIENT_HANDSHAKE_TRAFFIC_SECRET" in log.read_bytes()
+
+
+def test_the_api_knows_every_module_the_patch_table_patches() -> None:
+    """``_api.inject_into_ssl`` skips loading _inject while none of these
+    modules is imported (then injecting is one assignment): its list must
+    be the patch table's, or a module added to the table would go unpatched."""
+    from truststore import _api, _inject
+
+    assert set(_api._PATCHED_MODULES) == set(_inject.PATCH_TABLE)
+
+
+def test_injecting_with_an_http_module_loaded_patches_it_without_importing_inject_first() -> None:
+    """The short path applies only while no patched module is imported: with
+    urllib3 loaded first, inject_into_ssl() loads _inject and patches it."""
+    body = """
+import sys, ssl, urllib3.util.ssl_ as u
+import truststore
+before = "truststore._inject" in sys.modules
+truststore.inject_into_ssl()
+print(json.dumps({"before": before, "after": "truststore._inject" in sys.modules,
+                  "patched": u.SSLContext is truststore._api.InjectedSSLContext}))
+"""
+    report = run(script(body), scrubbed_environ(PYTHONPATH=SRC))
+    assert report == {"before": False, "after": True, "patched": True}

@@ -19,52 +19,133 @@ Platform code stays in the backend modules; per-connection state lives in
 ``_trust``, injection in ``_inject``.
 """
 
-from __future__ import annotations
-
 import _ssl
 import _thread
 import os
 import ssl
 import sys
 
-from . import _common, _connection, _trust
-
-if sys.platform == "win32":
-    from . import _windows as _backend
-elif sys.platform == "darwin":
-    from . import _macos as _backend
-else:
-    from . import _openssl as _backend
-
-# Typing names only for the type checker: ``typing`` costs ~2 ms at the
-# first ``import ssl`` of every injected process.
+# No ``from __future__ import annotations`` (``__future__`` is a module
+# import of its own): annotations that name typing-only things are quoted.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, ClassVar
 
     from typing_extensions import Buffer
 
+    from . import _common, _connection, _trust
+
+    if sys.platform == "win32":
+        from . import _windows as _backend
+    elif sys.platform == "darwin":
+        from . import _macos as _backend
+    else:
+        from . import _openssl as _backend
+
+# What contexts need beyond this module (the backend, the trust rules, the
+# connection state) is imported at the first context, not here: this module
+# is loaded by every ``import ssl`` of an injected interpreter, and most
+# programs that import ssl (through urllib.request, http.client, asyncio...)
+# never make a context.  Until then each of these globals is a _Deferred
+# that imports them all on its first attribute read and rebinds the globals
+# to the modules themselves, so later code pays nothing for the laziness.
+_BACKEND_MODULE = (
+    "truststore._windows"
+    if sys.platform == "win32"
+    else "truststore._macos"
+    if sys.platform == "darwin"
+    else "truststore._openssl"
+)
+# (global name, module)
+_DEFERRED = (
+    ("_common", "truststore._common"),
+    ("_connection", "truststore._connection"),
+    ("_trust", "truststore._trust"),
+    ("_backend", _BACKEND_MODULE),
+)
+# Every module of ours that the first context imports: _DEFERRED's and what
+# they import in turn (_trust reads _openssl's PEM and name-hash code on
+# every platform).  tests/test_autoinject_lazy_import.py checks this list
+# against what a first context really loads.
+_FIRST_CONTEXT_MODULES = (*(name for _, name in _DEFERRED), "truststore._openssl")
+
+
+def _load_deferred() -> None:
+    """Import the modules of _DEFERRED and bind them to their globals.
+
+    Safe from any number of threads at once: the import system's module
+    locks make every thread see each module only once it has finished
+    executing, and all of them bind the same objects."""
+    namespace = globals()
+    for global_name, module_name in _DEFERRED:
+        __import__(module_name)
+        namespace[global_name] = sys.modules[module_name]
+
+
+class _Deferred:
+    """A module global of _DEFERRED until its first use (see there)."""
+
+    __slots__ = ("_module_name",)
+
+    def __init__(self, module_name: str) -> None:
+        self._module_name = module_name
+
+    def __getattr__(self, attribute: str) -> "Any":
+        try:
+            _load_deferred()
+        except AttributeError as exc:
+            # Not "no such attribute": getattr(x, name, default) and
+            # hasattr() must not hide a module that failed to load.
+            raise ImportError(f"cannot import {self._module_name}: {exc!r}") from exc
+        return getattr(sys.modules[self._module_name], attribute)
+
+    def __repr__(self) -> str:
+        return f"<{self._module_name}, imported at its first use>"
+
+
+def _check_deferred_present() -> None:
+    """Refuse to load, as before the modules were deferred, when one of
+    them is missing (a half-removed installation): the hook then leaves
+    ssl as it was, with one warning, instead of injecting a class whose
+    first context would fail.  One directory listing; a layout other than
+    plain ``.py`` files (sourceless, a zip) asks the import system."""
+    try:
+        present = os.listdir(os.path.dirname(__file__))
+    except (OSError, ValueError):
+        present = []
+    for module_name in _FIRST_CONTEXT_MODULES:
+        if module_name in sys.modules or module_name.rpartition(".")[2] + ".py" in present:
+            continue
+        import importlib.util
+
+        if importlib.util.find_spec(module_name) is None:
+            raise ModuleNotFoundError(f"No module named {module_name!r}", name=module_name)
+
+
+_check_deferred_present()
+if not TYPE_CHECKING:
+    for _global_name, _module_name in _DEFERRED:
+        globals()[_global_name] = _Deferred(_module_name)
+    del _global_name, _module_name
+
 __all__ = ["SSLContext", "extract_from_ssl", "inject_into_ssl"]
 
 # Refused on intercepting contexts (see _before_wrap); 0 where OpenSSL has none.
 _NO_RENEGOTIATION: int = getattr(ssl, "OP_NO_RENEGOTIATION", 0)
-
-# Resumable sessions remembered per context (oldest forgotten first).
-_connection.MAX_REMEMBERED_SESSIONS = 256
 
 # The standard library's class, captured before anyone replaces it.
 _StdSSLContext = ssl.SSLContext
 _CSSLContext = _ssl._SSLContext
 # The C-level descriptors, typed loosely: typeshed models them as plain
 # attributes, but we call their __get__/__set__ to bypass Python overrides.
-_C_CHECK_HOSTNAME: Any = vars(_CSSLContext)["check_hostname"]
-_C_VERIFY_MODE: Any = vars(_CSSLContext)["verify_mode"]
-_C_VERIFY_FLAGS: Any = vars(_CSSLContext)["verify_flags"]
-_C_OPTIONS: Any = vars(_CSSLContext)["options"]
-_C_SECURITY_LEVEL: Any = vars(_CSSLContext)["security_level"]
+_C_CHECK_HOSTNAME: "Any" = vars(_CSSLContext)["check_hostname"]
+_C_VERIFY_MODE: "Any" = vars(_CSSLContext)["verify_mode"]
+_C_VERIFY_FLAGS: "Any" = vars(_CSSLContext)["verify_flags"]
+_C_OPTIONS: "Any" = vars(_CSSLContext)["options"]
+_C_SECURITY_LEVEL: "Any" = vars(_CSSLContext)["security_level"]
 
 
-def _python_properties_over_c(python_class: type, c_class: type) -> tuple[str, ...]:
+def _python_properties_over_c(python_class: type, c_class: type) -> "tuple[str, ...]":
     """Names of the data descriptors *python_class* defines over *c_class*'s."""
     return tuple(
         name
@@ -91,13 +172,27 @@ def _c_level_property(name: str) -> property:
     """A property that goes straight to the C implementation of *name*."""
     c_descriptor = getattr(_CSSLContext, name)
 
-    def fget(self: Any) -> Any:
+    def fget(self: "Any") -> "Any":
         return c_descriptor.__get__(self, _CSSLContext)
 
-    def fset(self: Any, value: Any) -> None:
+    def fset(self: "Any", value: "Any") -> None:
         c_descriptor.__set__(self, value)
 
     return property(fget, fset, doc=f"C-level {name} (see _SuperTarget).")
+
+
+if _BACKEND_MODULE != "truststore._openssl":
+
+    class _BackendVerifierClass:
+        """``SSLContext._verifier_class`` until its first read, which imports
+        the backend (see _DEFERRED) and puts its ``Verifier`` on SSLContext
+        in this descriptor's place."""
+
+        def __get__(self, instance: object, owner: type) -> "type[Any] | None":
+            _load_deferred()
+            value: type[Any] | None = getattr(sys.modules[_BACKEND_MODULE], "Verifier", None)
+            SSLContext._verifier_class = value
+            return value
 
 
 class _SuperTarget(_StdSSLContext):
@@ -133,7 +228,7 @@ class SSLContext(_SuperTarget):
     """
 
     # The library rule: the OS store plus what is loaded (see _trust).
-    _truststore_additive: ClassVar[bool] = True
+    _truststore_additive: "ClassVar[bool]" = True
 
     # ssl.py's own properties, re-exposed so that normal access runs their
     # logic (see _SuperTarget for why the MRO needs the C ones behind us).
@@ -142,15 +237,20 @@ class SSLContext(_SuperTarget):
     # The backend's per-context verifier, or None where OpenSSL itself
     # verifies against the OS store (Linux/BSD).  Tests of a backend on
     # another platform set this on a subclass; nothing else should.
-    _verifier_class: ClassVar[type[Any] | None] = getattr(_backend, "Verifier", None)
+    if TYPE_CHECKING:
+        _verifier_class: "ClassVar[type[Any] | None]"
+    elif _BACKEND_MODULE == "truststore._openssl":
+        _verifier_class = None  # the OpenSSL backend has no Verifier
+    else:
+        _verifier_class = _BackendVerifierClass()
 
-    def __new__(cls, protocol: int | None = None, *args: Any, **kwargs: Any) -> SSLContext:
+    def __new__(cls, protocol: "int | None" = None, *args: "Any", **kwargs: "Any") -> "SSLContext":
         if protocol is None:
             protocol = ssl.PROTOCOL_TLS_CLIENT
         self: SSLContext = _StdSSLContext.__new__(cls, protocol)
         return self
 
-    def __init__(self, protocol: int | None = None) -> None:
+    def __init__(self, protocol: "int | None" = None) -> None:
         if "_truststore_lock" in self.__dict__:
             # Called again (a mixin, a cooperative subclass): like the
             # standard library's, whose SSLContext has no __init__, this
@@ -193,7 +293,7 @@ class SSLContext(_SuperTarget):
     def _os_store_empty(self) -> bool:
         return self._trust.os_empty
 
-    def _store_backend(self) -> Any:
+    def _store_backend(self) -> "Any":
         """The backend whose OS store this context means: the verifier's
         module where one verifies (so that the seam ``_verifier_class``
         brings its store along), else the platform's."""
@@ -205,13 +305,13 @@ class SSLContext(_SuperTarget):
 
     # -- the switches the user sees -------------------------------------
     @property
-    def verify_mode(self) -> ssl.VerifyMode:
+    def verify_mode(self) -> "ssl.VerifyMode":
         if self._intercept_active():
             return self._user_verify_mode
         return ssl.VerifyMode(_StdSSLContext.verify_mode.fget(self))  # type: ignore[attr-defined]
 
     @verify_mode.setter
-    def verify_mode(self, value: ssl.VerifyMode | int) -> None:
+    def verify_mode(self, value: "ssl.VerifyMode | int") -> None:
         if not self._intercept_active():
             _StdSSLContext.verify_mode.fset(self, value)  # type: ignore[attr-defined]
             return
@@ -246,35 +346,35 @@ class SSLContext(_SuperTarget):
 
     # -- socket classes: ours wrap whatever the user chooses -----------------
     @property
-    def sslsocket_class(self) -> type[ssl.SSLSocket]:
+    def sslsocket_class(self) -> "type[ssl.SSLSocket]":
         return _connection.with_verification(
             self._user_sslsocket_class, _connection.VerifyingSSLSocket
         )
 
     @sslsocket_class.setter
-    def sslsocket_class(self, value: type[ssl.SSLSocket]) -> None:
+    def sslsocket_class(self, value: "type[ssl.SSLSocket]") -> None:
         self._user_sslsocket_class = value
 
     @property
-    def sslobject_class(self) -> type[ssl.SSLObject]:
+    def sslobject_class(self) -> "type[ssl.SSLObject]":
         return _connection.with_verification(
             self._user_sslobject_class, _connection.VerifyingSSLObject
         )
 
     @sslobject_class.setter
-    def sslobject_class(self, value: type[ssl.SSLObject]) -> None:
+    def sslobject_class(self, value: "type[ssl.SSLObject]") -> None:
         self._user_sslobject_class = value
 
     # -- connection creation ---------------------------------------------
     def _wrap_socket(
         self,
-        sock: Any,
+        sock: "Any",
         server_side: bool,
-        server_hostname: str | None = None,
+        server_hostname: "str | None" = None,
         *,
-        owner: Any = None,
-        session: Any = None,
-    ) -> Any:
+        owner: "Any" = None,
+        session: "Any" = None,
+    ) -> "Any":
         self._before_wrap(owner, server_side, server_hostname, session)
         return super()._wrap_socket(  # type: ignore[misc]
             sock, server_side, server_hostname, owner=owner, session=session
@@ -282,21 +382,21 @@ class SSLContext(_SuperTarget):
 
     def _wrap_bio(
         self,
-        incoming: ssl.MemoryBIO,
-        outgoing: ssl.MemoryBIO,
+        incoming: "ssl.MemoryBIO",
+        outgoing: "ssl.MemoryBIO",
         server_side: bool,
-        server_hostname: str | None = None,
+        server_hostname: "str | None" = None,
         *,
-        owner: Any = None,
-        session: Any = None,
-    ) -> Any:
+        owner: "Any" = None,
+        session: "Any" = None,
+    ) -> "Any":
         self._before_wrap(owner, server_side, server_hostname, session)
         return super()._wrap_bio(  # type: ignore[misc]
             incoming, outgoing, server_side, server_hostname, owner=owner, session=session
         )
 
     def _before_wrap(
-        self, owner: Any, server_side: bool, server_hostname: str | None, session: Any
+        self, owner: "Any", server_side: bool, server_hostname: "str | None", session: "Any"
     ) -> None:
         """Fix, per connection, what its handshake will be verified against."""
         if "_is_client" not in self.__dict__:
@@ -360,7 +460,7 @@ class SSLContext(_SuperTarget):
             switch = self._start_intercepting
         self._trust.settle_client(self, _backend, switch)
 
-    def _remember_session(self, session_id: bytes, host: str | None) -> None:
+    def _remember_session(self, session_id: bytes, host: "str | None") -> None:
         with self._truststore_lock:
             sessions = self._verified_sessions
             sessions.pop(session_id, None)
@@ -368,7 +468,7 @@ class SSLContext(_SuperTarget):
             while len(sessions) > _connection.MAX_REMEMBERED_SESSIONS:
                 del sessions[next(iter(sessions))]
 
-    def _check_resumed_session(self, sslobj: Any, pending: _connection.Pending) -> None:
+    def _check_resumed_session(self, sslobj: "Any", pending: "_connection.Pending") -> None:
         """A resumed session skips certificate checks (OpenSSL does not even
         re-check the host name).  Accept it only if this context verified the
         connection that produced it, for the same host when names matter.
@@ -398,7 +498,7 @@ class SSLContext(_SuperTarget):
                 pending.host,
             )
 
-    def _verify_peer(self, sslobj: Any, pending: _connection.Pending) -> None:
+    def _verify_peer(self, sslobj: "Any", pending: "_connection.Pending") -> None:
         if pending.verify_mode == ssl.CERT_NONE:
             return
         if sslobj.session_reused:
@@ -448,9 +548,9 @@ class SSLContext(_SuperTarget):
     # -- trust anchors (the rules are in _trust) ------------------------------
     def load_verify_locations(
         self,
-        cafile: str | bytes | os.PathLike[str] | os.PathLike[bytes] | None = None,
-        capath: str | bytes | os.PathLike[str] | os.PathLike[bytes] | None = None,
-        cadata: str | Buffer | None = None,
+        cafile: "str | bytes | os.PathLike[str] | os.PathLike[bytes] | None" = None,
+        capath: "str | bytes | os.PathLike[str] | os.PathLike[bytes] | None" = None,
+        cadata: "str | Buffer | None" = None,
     ) -> None:
         """Trust these certificates (library contexts: in addition to the OS
         store; injected contexts: as the stdlib would, a general-purpose
@@ -488,7 +588,7 @@ class SSLContext(_SuperTarget):
                 anchors[:0] = bundle.private_ders
         state.add_material(self, anchors)
 
-    def load_default_certs(self, purpose: ssl.Purpose = ssl.Purpose.SERVER_AUTH) -> None:
+    def load_default_certs(self, purpose: "ssl.Purpose" = ssl.Purpose.SERVER_AUTH) -> None:
         """The OS store, as it is now (see _trust: loaded at first use;
         repeated calls with the store unchanged add nothing)."""
         if not isinstance(purpose, ssl._ASN1Object):
@@ -504,7 +604,7 @@ class SSLContext(_SuperTarget):
             return
         self._trust.ask_defaults(self, _backend)
 
-    def get_ca_certs(self, binary_form: bool = False) -> Any:
+    def get_ca_certs(self, binary_form: bool = False) -> "Any":
         """The CA certificates this context trusts, the OS store's included
         when it is part of that trust (read now; OpenSSL lists a hashed
         directory's certificates only once a handshake looked them up, so
@@ -514,7 +614,7 @@ class SSLContext(_SuperTarget):
             return super().get_ca_certs(binary_form)
         return report.get_ca_certs(binary_form)
 
-    def cert_store_stats(self) -> dict[str, int]:
+    def cert_store_stats(self) -> "dict[str, int]":
         report = _trust.report_context(self, self._store_backend(), _StdSSLContext)
         stats: dict[str, int] = super().cert_store_stats()
         if report is None:
@@ -532,13 +632,11 @@ class _InjectedSuperTarget(_SuperTarget):
     ``super(<installed class>, <installed class>)``, and the installed class
     is now InjectedSSLContext, whose next class must not be ssl.py's)."""
 
-    for _name in _GLOBAL_SUPER_PROPERTIES:
-        if hasattr(_CSSLContext, _name):
-            locals()[_name] = _c_level_property(_name)
-    del _name
+    # The same (stateless) C-level properties as _SuperTarget's.
+    locals().update({name: vars(_SuperTarget)[name] for name in _GLOBAL_SUPER_PROPERTIES})
 
 
-def _resolved(cls: type, name: str) -> Any:
+def _resolved(cls: type, name: str) -> "Any":
     for klass in cls.__mro__:
         if name in vars(klass):
             return vars(klass)[name]
@@ -554,14 +652,11 @@ class InjectedSSLContext(_InjectedSuperTarget, SSLContext):
     SSLContext -> _SuperTarget -> ssl.SSLContext -> _ssl._SSLContext.
     """
 
-    _truststore_additive: ClassVar[bool] = False
+    _truststore_additive: "ClassVar[bool]" = False
 
     # SSLContext's view of each shadowed property (ours for verify_mode,
     # ssl.py's for the rest), so that normal access runs their logic.
-    for _name in _GLOBAL_SUPER_PROPERTIES:
-        if hasattr(_CSSLContext, _name):
-            locals()[_name] = _resolved(SSLContext, _name)
-    del _name
+    locals().update({name: _resolved(SSLContext, name) for name in _GLOBAL_SUPER_PROPERTIES})
 
 
 def store_description() -> str:
@@ -575,5 +670,38 @@ def backend_name() -> str:
     return _backend.__name__
 
 
-# Re-exported: the injection switch lives in its own module.
-from ._inject import extract_from_ssl, inject_into_ssl  # noqa: E402
+# The public switch; the work is _inject's.  The modules its PATCH_TABLE
+# patches (tests/test_injection.py checks that the two lists agree): while
+# none of them is imported, injecting is one assignment, the same one
+# _inject would make, so ``import ssl`` under the hook (which injects the
+# moment ssl has loaded) does not load _inject at all.
+_PATCHED_MODULES = (
+    "urllib3.util.ssl_",
+    "requests.adapters",
+    "pip._vendor.urllib3.util.ssl_",
+    "pip._vendor.requests.adapters",
+    "aiohttp.connector",
+)
+
+
+def inject_into_ssl() -> None:
+    """Make ``ssl.SSLContext`` (and the HTTP stacks' copies) ours.
+
+    Idempotent.  Contexts created earlier keep working, settings included;
+    modules imported later are fixed as they load (the auto-injection hook
+    patches them).
+    """
+    modules = sys.modules
+    if "truststore._inject" in modules or any(name in modules for name in _PATCHED_MODULES):
+        from . import _inject
+
+        _inject.inject_into_ssl()
+    else:
+        ssl.SSLContext = InjectedSSLContext  # type: ignore[misc]
+
+
+def extract_from_ssl() -> None:
+    """Undo ``inject_into_ssl()``: restore the standard library's class."""
+    from . import _inject
+
+    _inject.extract_from_ssl()

@@ -7,9 +7,10 @@ imports this module only once it has checked, without executing anything,
 that this package is truststore-auto's own: when the switch variable is not
 an on/off word, for a ``--user`` install (or any outside ``sys.prefix``), or
 when the program first imports a watched module.  Only ``sys``/``os`` are
-used here; ``ssl`` and the backends load only when the program imports
-``ssl``.  Nothing here raises into the program; at most one
-``truststore-auto:`` line (the gate's ``warn``).
+used here; ``ssl`` and ``truststore._api`` load only when the program
+imports ``ssl``, the backends at its first context, ``truststore._inject``
+when an HTTP module needs patching.  Nothing here raises into the
+program; at most one ``truststore-auto:`` line (the gate's ``warn``).
 """
 
 import os
@@ -167,11 +168,22 @@ def after_import(name: str) -> None:
         if name == "ssl" or name == API_MODULE:
             _inject_when_ready(name)
         else:
-            inject = sys.modules.get("truststore._inject")
-            if inject is not None:
-                inject.patch_imported_module(name)
+            _patch_http_module(name)
     except Exception as exc:
         _warn(f"could not patch {name}: {exc!r}")
+
+
+def _patch_http_module(name: str) -> None:
+    # Once truststore._api has loaded (which is what injecting needs), an
+    # HTTP module that finishes loading is patched; _api leaves loading
+    # _inject, which holds the patch table, to this first need.
+    if "truststore._inject" not in sys.modules:
+        api = sys.modules.get(API_MODULE)
+        if api is None or getattr(getattr(api, "__spec__", None), "_initializing", False):
+            return
+    from . import _inject
+
+    _inject.patch_imported_module(name)
 
 
 def _inject_when_ready(name: str) -> None:

@@ -4,8 +4,6 @@
 auto-injection hook calls ``patch_imported_module()`` as HTTP modules load.
 """
 
-from __future__ import annotations
-
 import _thread
 import ssl
 import sys
@@ -19,7 +17,7 @@ if TYPE_CHECKING:
 
 _injection_lock = _thread.RLock()
 # Contexts that HTTP modules built at import, saved while ours stand in.
-_saved_contexts: dict[tuple[str, str], tuple[Any, Any]] = {}
+_saved_contexts: "dict[tuple[str, str], tuple[Any, Any]]" = {}
 
 
 def _patch_module(name: str, injected: bool) -> None:
@@ -40,7 +38,7 @@ def _patch_module(name: str, injected: bool) -> None:
         _swap_context(name, module, patch, injected)
 
 
-def _swap_context(name: str, module: Any, patch: ModulePatch, injected: bool) -> None:
+def _swap_context(name: str, module: "Any", patch: "ModulePatch", injected: bool) -> None:
     """Replace a context *module* built at import by one made the module's
     own way (so that its settings stay), and put the original back later."""
     attribute = patch.context_attribute
@@ -75,7 +73,7 @@ def _swap_context(name: str, module: Any, patch: ModulePatch, injected: bool) ->
             setattr(module, attribute, rebuilt)
 
 
-def _requests_context(module: Any, injected: bool, reads: tuple[str, ...]) -> Any:
+def _requests_context(module: "Any", injected: bool, reads: "tuple[str, ...]") -> "Any":
     """requests' preloaded context, made requests' own way: urllib3's
     settings (host and certificate checks, SSLKEYLOGFILE, ...) plus
     requests' CA bundle.  Injected, that bundle (certifi) is a general-purpose
@@ -99,7 +97,7 @@ def _requests_context(module: Any, injected: bool, reads: tuple[str, ...]) -> An
     return context
 
 
-def _aiohttp_context(module: Any, injected: bool, reads: tuple[str, ...]) -> Any:
+def _aiohttp_context(module: "Any", injected: bool, reads: "tuple[str, ...]") -> "Any":
     (make_name,) = reads
     make: Any = getattr(module, make_name, None)
     try:
@@ -134,12 +132,12 @@ class ModulePatch:
         self,
         package: str,
         *,
-        class_attribute: str | None = None,
-        context_attribute: str | None = None,
-        build: Callable[[Any, bool, tuple[str, ...]], Any] | None = None,
-        reads: tuple[str, ...] = (),
-        since: tuple[int, ...] | None = None,
-        before: tuple[int, ...] | None = None,
+        class_attribute: "str | None" = None,
+        context_attribute: "str | None" = None,
+        build: "Callable[[Any, bool, tuple[str, ...]], Any] | None" = None,
+        reads: "tuple[str, ...]" = (),
+        since: "tuple[int, ...] | None" = None,
+        before: "tuple[int, ...] | None" = None,
     ) -> None:
         self.package = package
         # A module global holding ``ssl.SSLContext`` itself: pointed at ours.
@@ -154,7 +152,7 @@ class ModulePatch:
         self.before = before
 
 
-def _requests_patch(package: str) -> ModulePatch:
+def _requests_patch(package: str) -> "ModulePatch":
     # requests 2.32.0-2.32.4 build ``_preloaded_ssl_context`` at import
     # (2.32.5 and later make contexts per request again).
     return ModulePatch(
@@ -169,7 +167,7 @@ def _requests_patch(package: str) -> ModulePatch:
 
 # The one table of module and attribute names that injection patches; the
 # keys are also the modules inject/extract visit, in this order.
-PATCH_TABLE: dict[str, ModulePatch] = {
+PATCH_TABLE: "dict[str, ModulePatch]" = {
     "urllib3.util.ssl_": ModulePatch("urllib3", class_attribute="SSLContext"),
     "requests.adapters": _requests_patch("requests"),
     "pip._vendor.urllib3.util.ssl_": ModulePatch(
@@ -205,7 +203,7 @@ def inject_into_ssl() -> None:
             _patch_module(name, True)
 
 
-def _loaded_stdlib_class() -> type[ssl.SSLContext]:
+def _loaded_stdlib_class() -> "type[ssl.SSLContext]":
     """The ``SSLContext`` class that the ``ssl`` module loaded now defines.
 
     After ``importlib.reload(ssl)`` that is a new class, not the one captured
