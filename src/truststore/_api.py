@@ -65,9 +65,14 @@ _DEFERRED = (
 )
 # Every module of ours that the first context imports: _DEFERRED's and what
 # they import in turn (_trust reads _openssl's PEM and name-hash code on
-# every platform).  tests/test_autoinject_lazy_import.py checks this list
-# against what a first context really loads.
-_FIRST_CONTEXT_MODULES = (*(name for _, name in _DEFERRED), "truststore._openssl")
+# every platform; _openssl keeps its store plan in _store_cache).
+# tests/test_autoinject_lazy_import.py checks this list against what a
+# first context really loads.
+_FIRST_CONTEXT_MODULES = (
+    *(name for _, name in _DEFERRED),
+    "truststore._openssl",
+    "truststore._store_cache",
+)
 
 
 def _load_deferred() -> None:
