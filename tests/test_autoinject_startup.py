@@ -24,9 +24,9 @@ pytestmark = pytest.mark.slow
 # Prints: ssl.SSLContext's module, then the hook's decision.
 STATE = (
     "import ssl, sys\n"
-    "h = sys.modules.get('truststore_autoinject')\n"
+    "ran = 'truststore_autoinject' in sys.modules\n"
     "print(ssl.SSLContext.__module__)\n"
-    "print(h.decision() if h else None)\n"
+    "print(__import__('truststore_autoinject_rules').decision() if ran else None)\n"
 )
 INJECTED = "truststore._api"
 NOT_INJECTED = "ssl"
@@ -50,17 +50,20 @@ def test_python_c_pass_imports_only_the_tiny_gate(installed: Venv) -> None:
     code = (
         "import sys\n"
         "print(' '.join(sorted(sys.modules)))\n"
-        "print(' '.join(type(f).__name__ for f in sys.meta_path))\n"
+        "print(' '.join(getattr(f, '__name__', type(f).__name__) for f in sys.meta_path))\n"
     )
     result = installed.run(code=code)
     assert result.returncode == 0 and result.stderr == "", result.stderr
     modules_line, finders_line = result.stdout.splitlines()
     modules = set(modules_line.split())
-    # The gate ran (so this is not vacuous) and installed its finder...
+    # The gate ran (so this is not vacuous) and installed itself as the
+    # first finder, once (site processed the .pth twice)...
     assert "truststore_autoinject" in modules
-    assert finders_line.split()[0] == "PostImportFinder"
+    assert finders_line.split()[0] == "truststore_autoinject"
+    assert finders_line.split().count("truststore_autoinject") == 1
     # ...without loading TLS, the package, a backend or an HTTP stack: one
-    # module of ours at start-up (issue 13), none of the truststore package.
+    # module of ours at start-up (issue 13), none of the truststore package,
+    # not even the gate's rules.
     heavy = {
         "ssl",
         "_ssl",
@@ -274,7 +277,7 @@ def test_site_processes_the_pth_twice_and_it_patches_and_warns_once(installed: V
     try:
         code = (
             "import sys, ssl, truststore._api as api\n"
-            "finders = [f for f in sys.meta_path if type(f).__name__ == 'PostImportFinder']\n"
+            "finders = [f for f in sys.meta_path if getattr(f, '__name__', '') == 'truststore_autoinject']\n"
             "wrapper = ssl.__spec__.loader.exec_module\n"
             "print(sys._probe_runs, len(finders), ssl.SSLContext is api.InjectedSSLContext,\n"
             "      getattr(wrapper.__wrapped__, '_truststore_wrapper', False))\n"
@@ -330,9 +333,9 @@ PEP_829_STATE = (
     "    pkgutil.resolve_name(entry)()\n"
     "    pkgutil.resolve_name(entry)()\n"
     "import ssl\n"
-    "finders = [f for f in sys.meta_path if type(f).__name__ == 'PostImportFinder']\n"
+    "finders = [f for f in sys.meta_path if getattr(f, '__name__', '') == 'truststore_autoinject']\n"
     "print(ssl.SSLContext.__module__)\n"
-    "print(sys.modules['truststore_autoinject'].decision(), len(finders))\n"
+    "print(__import__('truststore_autoinject_rules').decision(), len(finders))\n"
 )
 
 
@@ -378,6 +381,7 @@ def test_wheel_puts_the_pth_and_start_at_the_root_of_site_packages(wheel: Path) 
         record = zf.read(record_name).decode()
         entry_points = zf.read(record_name.replace("RECORD", "entry_points.txt")).decode()
     assert "truststore/_hook.py" in names and "truststore_autoinject.py" in names
+    assert "truststore_autoinject_rules.py" in names
     # One line; site executes a .pth line only if it starts with "import".
     assert pth.count("\n") == 1 and pth.startswith("import ")
     assert "truststore_autoinject" in pth
@@ -397,13 +401,14 @@ def _leftovers(venv: Venv) -> list[str]:
 def test_pip_uninstall_leaves_nothing_behind(fresh_venv: Callable[[], Venv]) -> None:
     venv = fresh_venv()
     installed = _leftovers(venv)
-    assert len(installed) == 6, installed
+    assert len(installed) == 7, installed
     assert installed.count("truststore") == 2  # the package and bin/truststore
     assert re.fullmatch(r"truststore_auto-[^-]+\.dist-info", installed[2]), installed
     assert installed[3:] == [
         "truststore_autoinject.pth",
         "truststore_autoinject.py",
         "truststore_autoinject.start",
+        "truststore_autoinject_rules.py",
     ]
     result = subprocess.run(
         [str(venv.python), "-m", "pip", "uninstall", "-y", "-q", "truststore-auto"],

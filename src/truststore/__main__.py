@@ -20,7 +20,7 @@ import urllib.parse
 import urllib.request
 from typing import Any, NoReturn
 
-import truststore_autoinject as _gate
+import truststore_autoinject_rules as _gate
 
 from . import _hook
 

@@ -2,20 +2,21 @@
 watched module (``ssl``, urllib3's and requests' TLS modules) is imported.
 
 The start-up gate ``truststore_autoinject`` (the top-level module the .pth
-line and the .start entry name) handles the common start by itself and
-imports this module only once it has checked, without executing anything,
-that this package is truststore-auto's own: when the switch variable is not
-an on/off word, for a ``--user`` install (or any outside ``sys.prefix``), or
-when the program first imports a watched module.  Only ``sys``/``os`` are
-used here; ``ssl`` and the backends load only when the program imports
-``ssl``.  Nothing here raises into the program; at most one
-``truststore-auto:`` line (the gate's ``warn``).
-"""
+line and the .start entry name) handles the common start by itself; its
+``truststore_autoinject_rules`` (another top-level module, loaded only when
+the gate needs it) imports this module only once it has checked, without
+executing anything, that this package is truststore-auto's own: when the
+switch variable is not an on/off word, for a ``--user`` install (or any
+outside ``sys.prefix``), or when the program first imports a watched module.
+Only ``sys``/``os`` are used here; ``ssl`` and the backends load only when
+the program imports ``ssl``.  Nothing here raises into the program; at most
+one ``truststore-auto:`` line (the rules' ``warn``)."""
 
 import os
 import sys
 
 import truststore_autoinject as _gate
+import truststore_autoinject_rules as _rules
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -24,19 +25,19 @@ if TYPE_CHECKING:
     from types import ModuleType
 
 SWITCH_VARIABLE = "TRUSTSTORE_INJECT"
-CONFIG_FILENAME = _gate.CONFIG_FILENAME
+CONFIG_FILENAME = _rules.CONFIG_FILENAME
 ON_WORDS = frozenset({"1", "true", "yes", "on"})
 OFF_WORDS = frozenset({"0", "false", "no", "off"})
 # Longer configs are refused with a warning rather than cut silently.
-CONFIG_LIMIT = _gate.CONFIG_LIMIT
-WATCHED: "frozenset[str]" = _gate.WATCHED
+CONFIG_LIMIT = _rules.CONFIG_LIMIT
+WATCHED: "frozenset[str]" = _rules.WATCHED
 API_MODULE = "truststore._api"
-_warn: "Callable[[str], None]" = _gate.warn
+_warn: "Callable[[str], None]" = _rules.warn
 
 
 def decision() -> "tuple[bool, str] | None":
     """What start-up decided in this interpreter (None: it did not run)."""
-    result: tuple[bool, str] | None = _gate.decision()
+    result: tuple[bool, str] | None = _rules.decision()
     return result
 
 
@@ -67,14 +68,14 @@ def parse_switch(value: str) -> "bool | None":
 def config_directory() -> str:
     """Where this installation's config lives: ``site.USER_BASE`` for a
     ``pip install --user``, else ``sys.prefix`` (a venv keeps its own)."""
-    if not _gate.HERE.startswith(os.path.join(sys.prefix, "")):
+    if not _rules.HERE.startswith(os.path.join(sys.prefix, "")):
         site = sys.modules.get("site")
         user_site = getattr(site, "USER_SITE", None)
         user_base = getattr(site, "USER_BASE", None)
         if (
             isinstance(user_site, str)
             and isinstance(user_base, str)
-            and os.path.abspath(user_site) == _gate.HERE
+            and os.path.abspath(user_site) == _rules.HERE
         ):
             return user_base
     return sys.prefix
@@ -97,12 +98,12 @@ def format_config(enabled: bool) -> str:
 
 def parse_config(text: str) -> "bool | None":
     """The ``inject`` setting of *text* (None: none); ValueError if malformed."""
-    return _gate.parse_config(text)
+    return _rules.parse_config(text)
 
 
 def read_config(path: "str | None" = None) -> "tuple[bool | None, str | None]":
     """(setting, problem): the config's ``inject`` value, or why it was ignored."""
-    return _gate.read_config(config_path() if path is None else path)
+    return _rules.read_config(config_path() if path is None else path)
 
 
 def decide(
@@ -142,7 +143,7 @@ def find_watched(
     finders = sys.meta_path
     start = next((i + 1 for i, f in enumerate(finders) if f is finder), 0)
     for other in finders[start:]:
-        if _gate._is_ours(other):
+        if _rules._is_ours(other):
             continue
         find = getattr(other, "find_spec", None)
         if find is None:
