@@ -111,8 +111,8 @@ def find_spec(fullname, path=None, target=None):
         "pip._vendor.requests.adapters",
     }:
         try:
-            import truststore_autoinject_rules as rules
+            from truststore_autoinject_rules import find_watched
         except Exception:  # a partly uninstalled product: no injection
             return None
-        return rules.find_watched(fullname, path, target)
+        return find_watched(fullname, path, target)
     return None

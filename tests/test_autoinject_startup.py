@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from truststore import _hook
 from venvs import Venv, copy_tree_for_build, make_venv, product_environ
 
 pytestmark = pytest.mark.slow
@@ -256,6 +257,59 @@ def test_corrupt_config_warns_once_and_the_default_applies(installed: Venv) -> N
     lines = warning_lines(result)
     assert len(lines) == 1 and lines[0].startswith(f"truststore-auto: ignoring {installed.config}")
     assert result.stdout.strip() == INJECTED
+
+
+# What `enable`/`disable` write (and the one bare line) is decided by the gate
+# alone, at the cost of one short read; every other file, however close, by
+# the full rules in truststore_autoinject_rules, with the same verdict.
+GATE_ALONE = {
+    _hook.format_config(True): True,
+    _hook.format_config(False): False,
+    "inject = on\n": True,
+    "inject = off\n": False,
+}
+FULL_RULES = {
+    "inject = off": False,
+    "inject=off\n": False,
+    " inject = off\n": False,
+    "inject = OFF\n": False,
+    "# mine\ninject = off\n": False,
+    "inject = off\r\n": False,
+    "\ufeffinject = off\n": False,
+    "inject = off\ninject = on\n": True,
+    "inject = on\n# caf\u00e9\n": True,
+    "": None,
+    "inject = maybe\n": None,
+    "# only a comment\n": None,
+}
+RULES_LOADED = (
+    "import sys\n"
+    "print('truststore_autoinject_rules' in sys.modules)\n"
+    "import truststore_autoinject_rules as rules\n"
+    "print(rules.decision())\n"
+)
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["gate-alone", "full-rules"])
+def test_config_forms_the_gate_decides_alone(installed: Venv, fast: bool) -> None:
+    for text, setting in (GATE_ALONE if fast else FULL_RULES).items():
+        installed.config.write_bytes(text.encode())
+        result = installed.run(code=RULES_LOADED)
+        assert result.returncode == 0, (text, result.stderr)
+        loaded, decision = result.stdout.splitlines()
+        assert loaded == str(not fast), text
+        if setting is None:  # malformed or no setting: the default, maybe a warning
+            assert decision == repr((True, "default (on)")), text
+        else:
+            assert decision == repr((setting, f"config file {installed.config}")), text
+            assert result.stderr == "", (text, result.stderr)
+        if not fast:  # the full rules agree with the parser the CLI uses
+            body = text.removeprefix("\ufeff")
+            try:
+                parsed = _hook.parse_config(body)
+            except ValueError:
+                parsed = None
+            assert parsed is setting, text
 
 
 def test_config_with_a_bom_and_crlf_still_reads(installed: Venv) -> None:

@@ -348,6 +348,31 @@ def test_package_gone_pth_left(damaged: Venv) -> None:
     assert b"is missing; run: pip install --force-reinstall" in result.stderr
 
 
+@pytest.mark.parametrize(
+    "name", ["truststore_autoinject.py", "truststore_autoinject_rules.py"], ids=["gate", "rules"]
+)
+@pytest.mark.parametrize("damage", ["gone", "truncated"])
+def test_gate_modules_damaged(damaged: Venv, name: str, damage: str) -> None:
+    """The gate's own modules deleted or cut (an interrupted upgrade): the
+    interpreter starts, no traceback, ssl stays the standard library's."""
+    path = damaged.site_packages / name
+    if damage == "gone":
+        path.unlink()
+    else:
+        path.write_text(path.read_text()[:700])
+    result = damaged.run()
+    assert b"Traceback" not in result.stderr, result.stderr.decode(errors="replace")
+    assert result.returncode == USER_STATUS, result.stderr.decode(errors="replace")
+    assert result.stdout.decode().strip() == NOT_INJECTED
+    assert len(stderr_lines(result)) <= 1
+    # A config the gate cannot decide alone sends the start itself to the rules.
+    (damaged.prefix / "truststore-auto.conf").write_text("inject=off\n")
+    result = damaged.run()
+    assert b"Traceback" not in result.stderr, result.stderr.decode(errors="replace")
+    assert result.returncode == USER_STATUS
+    assert result.stdout.decode().strip() == NOT_INJECTED
+
+
 def test_pth_gone_package_left(damaged: Venv) -> None:
     (damaged.site_packages / "truststore_autoinject.pth").unlink()
     assert_healthy_start(damaged.run(), injected=False, warns=False)

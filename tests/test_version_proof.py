@@ -334,7 +334,9 @@ def test_hook_imports_only_modules_loaded_before_site() -> None:
     rules = _top_level_imports(PACKAGE_DIR / "truststore_autoinject_rules.py")
     assert rules <= {"os", "stat", "sys", "truststore_autoinject"}, rules
     hook = _top_level_imports(PACKAGE_DIR / "truststore" / "_hook.py")
-    assert hook <= {"os", "stat", "sys", "truststore_autoinject", "truststore_autoinject_rules"}, hook
+    assert hook <= {"os", "stat", "sys", "truststore_autoinject", "truststore_autoinject_rules"}, (
+        hook
+    )
 
 
 def test_hook_needs_nothing_importlib_removes_in_3_15_or_3_16() -> None:
