@@ -12,7 +12,10 @@
 # name may come earlier on sys.path.  This module is not part of the package
 # for that reason.  Everything else (the arming of loaders, injection) is in
 # truststore/_hook.py, imported only once the package is verified.  Only
-# site's modules (os, stat, sys) are imported here.
+# site's modules (os, stat, sys) are imported here.  The gate imports this
+# module by name, as site imports the gate: a same-named file earlier on
+# sys.path would shadow it, as an ssl.py in a program's directory shadows the
+# standard library's; unlike ``truststore``, no other distribution ships it.
 
 import os
 import stat  # already loaded: os imports it
