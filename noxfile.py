@@ -90,7 +90,6 @@ def typecheck(session: nox.Session) -> None:
             platform,
             "src/truststore",
             "src/truststore_autoinject.pyi",
-            "src/truststore_autoinject_rules.pyi",
         )
 
 

@@ -1,21 +1,23 @@
-"""truststore-auto's start-up rules, beyond the gate's common cases."""
+"""truststore-auto's start-up rules beyond the gate's common cases, and the
+import hook that injects when ``ssl`` loads."""
 
 # truststore_autoinject (the gate, run at every start) decides the common
 # starts by itself and imports this module only for the rest: a switch
-# variable that is not exactly an on/off word, a config that is not one of
-# the short forms, an install outside sys.prefix, an internal error, and the
-# first watched import (ssl, urllib3's and requests' TLS modules).  Before
-# anything of the ``truststore`` package runs, find_package() makes sure,
-# without executing it, that the package an import would load is
+# variable that is not exactly an off word, a config that is not one of the
+# forms `enable`/`disable` write, an install outside sys.prefix, an internal
+# error, and the first watched import (ssl, urllib3's and requests' TLS
+# modules), where it is the one module of ours to load before the library's.
+# Before anything of the ``truststore`` package runs, find_package() makes
+# sure, without executing it, that the package an import would load is
 # truststore-auto's own: the public ``truststore`` distribution ships the same
 # top-level package and may have replaced our files, and a module of that
 # name may come earlier on sys.path.  This module is not part of the package
-# for that reason.  Everything else (the arming of loaders, injection) is in
-# truststore/_hook.py, imported only once the package is verified.  Only
-# site's modules (os, stat, sys) are imported here.  The gate imports this
-# module by name, as site imports the gate: a same-named file earlier on
-# sys.path would shadow it, as an ssl.py in a program's directory shadows the
-# standard library's; unlike ``truststore``, no other distribution ships it.
+# for that reason.  truststore/_hook.py holds the rest of the rules API the
+# CLI uses.  Only site's modules (os, stat, sys) are imported here.  The gate
+# imports this module by name, as site imports the gate: a same-named file
+# earlier on sys.path would shadow it, as an ssl.py in a program's directory
+# shadows the standard library's; unlike ``truststore``, no other
+# distribution ships it.
 
 import os
 import stat  # already loaded: os imports it
@@ -23,17 +25,24 @@ import sys
 
 import truststore_autoinject as _gate
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+    from importlib.machinery import ModuleSpec
+    from types import ModuleType
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 CONFIG_FILENAME = "truststore-auto.conf"
 FIX = "pip install --force-reinstall --no-deps truststore-auto"
 CONFIG_LIMIT = 65536  # longer configs are refused with a warning, not cut
 ON = ("1", "true", "yes", "on")
 OFF = ("0", "false", "no", "off")
+API_MODULE = "truststore._api"
 # The gate's find_spec holds the same names as a constant (a test checks).
 WATCHED = frozenset(
     {
         "ssl",
-        "truststore._api",
+        API_MODULE,
         "urllib3.util.ssl_",
         "requests.adapters",
         "pip._vendor.urllib3.util.ssl_",
@@ -42,10 +51,10 @@ WATCHED = frozenset(
 )
 
 _warned = False
-_hook = None  # truststore._hook, once verified and imported
+_verdict: "bool | None" = None  # is the package ours? Checked once per process.
 
 
-def startup():
+def startup() -> None:
     """The gate's slow path: decide by the full rules, record, install.
     Called by the gate's startup(), once per process, for what it does not
     decide itself (or when its fast path failed); never raises."""
@@ -55,13 +64,13 @@ def startup():
         warn(f"auto-injection disabled by an internal error: {exc!r}")
 
 
-def _decide():
+def _decide() -> None:
     raw = os.environ.get("TRUSTSTORE_INJECT")
     word = None if raw is None else raw.strip().lower()
-    if word in ON or word in OFF:
+    if raw is not None and (word in ON or word in OFF):
         enabled = word in ON
         _gate._decision = (enabled, "environment variable TRUSTSTORE_INJECT=" + raw.strip())
-    elif word is None and HERE.startswith(os.path.join(sys.prefix, "")):
+    elif raw is None and HERE.startswith(os.path.join(sys.prefix, "")):
         # Installed in this environment: its config is in sys.prefix.
         path = os.path.join(sys.prefix, CONFIG_FILENAME)
         setting, problem = read_config(path)
@@ -73,37 +82,121 @@ def _decide():
         )
     else:
         # A bad variable, a --user install, a directory outside sys.prefix:
-        # the full rules live in the hook; load it (only if the package is
-        # ours).
-        hook = _verified_hook()
-        if hook is None:
+        # the full rules live in truststore._hook; load it (only if the
+        # package is ours).
+        if not _package_is_ours():
             return
-        enabled = hook.startup_decision()
+        try:
+            from truststore import _hook
+        except Exception as exc:
+            _stand_down("damaged", f"cannot load truststore._hook ({exc!r})")
+            return
+        enabled = _hook.startup_decision()
     _gate._state = "on" if enabled else "off"
     if enabled:
         _gate.install()
 
 
-def install():
+def install() -> None:
     """Install the gate's finder (as start-up does with injection on)."""
     _gate.install()
 
 
-def find_watched(fullname, path=None, target=None):
-    """The gate's find_spec for a watched name: the real spec, armed by the
-    hook; None (the next finder decides) if the package is not ours."""
-    hook = _hook or _verified_hook()
-    return None if hook is None else hook.find_watched(_gate, fullname, path, target)
+def find_watched(
+    fullname: str,
+    path: "Sequence[str] | None" = None,
+    target: "ModuleType | None" = None,
+) -> "ModuleSpec | None":
+    """The gate's find_spec for a watched name: the real spec, armed; None
+    (the next finders decide, unarmed) if the package is not ours."""
+    # Asks the finders after the gate for the real spec and returns that
+    # spec unchanged (same loader object, so __loader__ and __spec__.loader
+    # stay truthful), after arranging for after_import to run once the loader
+    # has executed the module.  Nothing of ours wraps the search or the
+    # execution in a try: import errors propagate unchanged.
+    if not _package_is_ours():
+        return None
+    finders = sys.meta_path
+    start = next((i + 1 for i, f in enumerate(finders) if f is _gate), 0)
+    for other in finders[start:]:
+        if _is_ours(other):
+            continue
+        find = getattr(other, "find_spec", None)
+        if find is None:
+            continue
+        spec: ModuleSpec | None = find(fullname, path, target)
+        if spec is not None:
+            _arm(spec)
+            return spec
+    return None
 
 
-def after_import(name):
-    """*name* (ssl) was loaded before the finder was installed: patch it now."""
-    hook = _hook or _verified_hook()
-    if hook is not None:
-        hook.after_import(name)
+def after_import(name: str) -> None:
+    """Patch *name*, which just finished loading (or was loaded before the
+    finder was installed).  Never raises: a backend that cannot load leaves
+    ssl as it was (the stdlib still verifies), with one warning line."""
+    try:
+        if not _package_is_ours():
+            return
+        if name == "ssl" or name == API_MODULE:
+            _inject_when_ready(name)
+        else:
+            inject = sys.modules.get("truststore._inject")
+            if inject is not None:
+                inject.patch_imported_module(name)
+    except Exception as exc:
+        warn(f"could not patch {name}: {exc!r}")
 
 
-def _is_ours(finder):
+def _inject_when_ready(name: str) -> None:
+    # ssl loaded: inject, unless truststore._api is still executing (in this
+    # thread: it is what imported ssl; in another: it will finish).  Its own
+    # completion (name == API_MODULE, body done) injects instead, once ssl is
+    # loaded: whichever of the two comes last does it, in every order.
+    api = sys.modules.get(API_MODULE)
+    if name == API_MODULE:
+        if "ssl" not in sys.modules:
+            return
+    elif api is None:
+        from truststore import _api as api  # its completion injects already
+    elif getattr(getattr(api, "__spec__", None), "_initializing", False):
+        return
+    inject = getattr(api, "inject_into_ssl", None)
+    if inject is not None:
+        inject()
+
+
+def _arm(spec: "ModuleSpec") -> None:
+    # Wrap exec_module on the loader *instance* so after_import runs right
+    # after the module body.  A loader shared by many modules (zipimport) is
+    # wrapped once and patches only watched names.  A loader that is a class
+    # (BuiltinImporter, FrozenImporter) is left alone: patching it would
+    # change every module it loads; such Pythons (frozen ssl) are not served.
+    loader = spec.loader
+    if loader is None or isinstance(loader, type):
+        return
+    original: Callable[[ModuleType], None] | None = getattr(loader, "exec_module", None)
+    if original is None or getattr(original, "_truststore_wrapper", False):
+        return
+
+    def exec_module(module: "ModuleType") -> None:
+        original(module)
+        module_spec = getattr(module, "__spec__", None)
+        name = module_spec.name if module_spec is not None else module.__name__
+        if name in WATCHED:
+            after_import(name)
+
+    exec_module._truststore_wrapper = True  # type: ignore[attr-defined]
+    exec_module.__wrapped__ = original  # type: ignore[attr-defined]
+    # A loader that refuses attributes (slots, a C type) stays unpatched:
+    # the import itself must not be disturbed.
+    try:
+        setattr(loader, "exec_module", exec_module)  # noqa: B010
+    except (AttributeError, TypeError):
+        return
+
+
+def _is_ours(finder: object) -> bool:
     # The gate module is the finder.  By type and module name, not identity:
     # a gate imported again (removed from sys.modules) is a new module object
     # and must still be recognised; type() and a module's __dict__ never run
@@ -111,23 +204,23 @@ def _is_ours(finder):
     return type(finder) is type(sys) and finder.__dict__.get("__name__") == _gate.__name__
 
 
-def _verified_hook():
-    # truststore._hook, imported only once find_package() says the package is
-    # ours; None (after at most one warning) otherwise.  Remembered: checked
-    # once per process.  At ssl's import sys.path also holds the program's
-    # own directory, so a truststore.py there counts as "shadowed" too.
-    global _hook
-    if _hook is not None or _gate._state in ("shadowed", "foreign", "damaged"):
-        return _hook
-    state, detail = find_package()
-    if state == "ours":
-        try:
-            from truststore import _hook as hook
-        except Exception as exc:
-            state, detail = "damaged", f"cannot load truststore._hook ({exc!r})"
+def _package_is_ours() -> bool:
+    # find_package() once per process; until it says "ours", nothing of the
+    # package runs.  At ssl's import sys.path also holds the program's own
+    # directory, so a truststore.py there counts as "shadowed" too.
+    global _verdict
+    if _verdict is None:
+        state, detail = find_package()
+        if state == "ours":
+            _verdict = True
         else:
-            _hook = hook
-            return hook
+            _stand_down(state, detail)
+    return _verdict is True
+
+
+def _stand_down(state: str, detail: str) -> None:
+    global _verdict
+    _verdict = False
     _gate._state = state
     if state == "foreign":
         warn(
@@ -138,10 +231,9 @@ def _verified_hook():
         warn(f"auto-injection is off: {detail}; run: {FIX}")
     # "shadowed": another truststore comes first on purpose (PYTHONPATH, a
     # checkout): respected quietly; `python -m truststore status` explains.
-    return None
 
 
-def find_package():
+def find_package() -> "tuple[str, str]":
     """(state, detail) for the truststore package an import loads (or has
     loaded), without executing it: "ours", "shadowed" (another comes first),
     "foreign" (ours replaced by another distribution), "damaged"."""
@@ -171,13 +263,13 @@ def find_package():
     return "foreign", ", ".join(sorted(others)) or "another distribution"
 
 
-def parse_config(text):
+def parse_config(text: str) -> "bool | None":
     """The ``inject`` setting of *text* (None: none); ValueError if malformed."""
     # Blank lines and '#' comments are skipped; unknown keys are ignored so
     # that a newer version's file still reads; a line that is not
     # 'key = value', or an inject value that is not an on/off word, makes the
     # whole file malformed (the caller warns and applies the default).
-    result = None
+    result: bool | None = None
     for number, line in enumerate(text.splitlines(), 1):
         line = line.strip()
         if not line or line.startswith("#"):
@@ -193,7 +285,7 @@ def parse_config(text):
     return result
 
 
-def read_config(path):
+def read_config(path: str) -> "tuple[bool | None, str | None]":
     """(setting, problem): the config's ``inject`` value, or why it was ignored."""
     # A missing file (or a dangling symlink) is no problem and costs one
     # failed open.  Non-blocking open, then regular files only: a FIFO or a
@@ -226,18 +318,18 @@ def read_config(path):
         os.close(fd)
 
 
-def decision():
+def decision() -> "tuple[bool, str] | None":
     """(enabled, rule) as startup() decided in this interpreter; None: it did not run."""
     return _gate._decision
 
 
-def gate_state():
+def gate_state() -> "str | None":
     """None (startup() did not run), "off", "on", or why the hook stood down:
     "shadowed", "foreign", "damaged"."""
     return _gate._state
 
 
-def warn(message):
+def warn(message: str) -> None:
     """One ``truststore-auto:`` line on stderr, at most once per process."""
     global _warned
     if _warned:

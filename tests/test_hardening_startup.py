@@ -382,12 +382,26 @@ def test_pth_gone_package_left(damaged: Venv) -> None:
 
 
 def test_hook_module_truncated(damaged: Venv) -> None:
-    """An interrupted upgrade left half a file: SyntaxError at import."""
+    """An interrupted upgrade left half a file: SyntaxError at import.
+    truststore._hook holds the rules of the slow paths (and the CLI's): the
+    common start and injection do not load it."""
     hook = damaged.site_packages / "truststore" / "_hook.py"
     hook.write_text(hook.read_text()[:500])
-    result = damaged.run()
+    assert_healthy_start(damaged.run(), injected=True, warns=False)
+    result = damaged.run(env=_product_env(TRUSTSTORE_INJECT="perhaps"))
     assert_healthy_start(result, injected=False, warns=True)
     assert b"cannot load truststore._hook (SyntaxError" in result.stderr
+
+
+def test_package_init_truncated(damaged: Venv) -> None:
+    """The package's own __init__ cut after the ownership line: it is ours,
+    but cannot load; ssl stays the standard library's, one line."""
+    init = damaged.site_packages / "truststore" / "__init__.py"
+    text = init.read_text()
+    init.write_text(text[: text.index("def __getattr__") + 20])
+    result = damaged.run()
+    assert_healthy_start(result, injected=False, warns=True)
+    assert b"could not patch ssl: SyntaxError" in result.stderr
 
 
 def test_backend_module_gone(damaged: Venv) -> None:
