@@ -104,6 +104,25 @@ def test_importtime_shows_only_the_gate(installed: Venv, config: str | None) -> 
         assert "ssl" not in imported and "_ssl" not in imported
 
 
+def test_tools_that_walk_the_finders_accept_a_module_as_one(installed: Venv) -> None:
+    """The gate module itself is the finder (no class to create at start):
+    importlib's and pkgutil's walks over sys.meta_path skip what it lacks
+    (invalidate_caches, find_distributions) and still work."""
+    code = (
+        "import importlib, importlib.metadata, importlib.util, pkgutil, sys\n"
+        "importlib.invalidate_caches()\n"
+        "names = {d.metadata['Name'] for d in importlib.metadata.distributions()}\n"
+        "print(sys.meta_path[0].__name__, 'truststore-auto' in names,\n"
+        "      importlib.util.find_spec('json').name,\n"
+        "      any(m.name == 'truststore_autoinject' for m in pkgutil.iter_modules()))\n"
+        "import ssl\n"
+        "print(ssl.SSLContext.__module__)\n"
+    )
+    result = installed.run(code=code)
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    assert result.stdout.split() == ["truststore_autoinject", "True", "json", "True", INJECTED]
+
+
 def test_injection_happens_when_the_program_imports_ssl(installed: Venv) -> None:
     code = (
         "import sys\n"
