@@ -1,252 +1,118 @@
-"""truststore-auto's start-up gate; the hook is truststore/_hook.py."""
-
-# The .pth line (and, on Python 3.15+, the PEP 829 .start entry) imports this
-# module, the only one of ours that runs at every interpreter start, so it
-# holds just what the common start needs (SPEC budget: 0.3 ms): the switch
-# variable, one lstat for the config file, and a meta-path finder that wakes
-# up when ssl (or an HTTP module) is imported.  Only site's modules (sys, os)
-# are used.  Before anything of the ``truststore`` package runs, find_package()
-# makes sure, without executing it, that the package an import would load is
-# truststore-auto's own: the public ``truststore`` distribution ships the same
-# top-level package and may have replaced our files, and a module of that
-# name may come earlier on sys.path.  Everything else (config parsing, the
-# arming of loaders, injection) is in truststore/_hook.py, imported on demand.
+# truststore-auto's start-up gate; the rest is in truststore_autoinject_rules.
+#
+# The .pth line and, on Python 3.15+, the PEP 829 .start entry call startup()
+# in every interpreter, so this module holds only what the common start needs
+# and nothing else (issue 13: every name, constant and docstring here is
+# unmarshalled at each start; hence comments, not docstrings): the switch
+# variable, one open() of the config file (absent: the default; present: one
+# short read that recognises the files `enable`/`disable` write), and the
+# module itself as the meta-path finder (no class to create).  Every other
+# case (a variable that is not exactly an off word, any other config, an
+# install outside sys.prefix, an error) and the first watched import go to
+# truststore_autoinject_rules, which applies the full rules and checks that
+# the truststore package is ours before anything of it runs; decision() and
+# gate_state() are there too.  Only site's modules (os, sys) are used.
 
 import os
-import stat  # already loaded: os imports it
 import sys
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-CONFIG_FILENAME = "truststore-auto.conf"
-FIX = "pip install --force-reinstall --no-deps truststore-auto"
-CONFIG_LIMIT = 65536  # longer configs are refused with a warning, not cut
-ON = ("1", "true", "yes", "on")
-OFF = ("0", "false", "no", "off")
-WATCHED = frozenset(
-    {
-        "ssl",
-        "truststore._api",
-        "urllib3.util.ssl_",
-        "requests.adapters",
-        "pip._vendor.urllib3.util.ssl_",
-        "pip._vendor.requests.adapters",
-    }
-)
-
 _started = False
-_warned = False
-_decision = None  # (enabled, rule), once startup() has run
-_state = None  # see gate_state()
-_hook = None  # truststore._hook, once verified and imported
+_decision = None  # (enabled, rule), once startup() has decided
+_state = None  # see truststore_autoinject_rules.gate_state()
 
 
 def startup():
-    """Entry point of the .pth line and the .start file; idempotent, never raises."""
-    # site processes a venv's .pth twice per start (cpython#75723), embedders
-    # may run site.main() again, and 3.15+ may run both the .start entry and
-    # the .pth line: every call after the first returns at once.
+    # Entry point of the .pth line and the .start file; idempotent, never
+    # raises.  site processes a venv's .pth twice per start (the line's
+    # sys.modules guard skips the second), embedders may run site.main()
+    # again, and 3.15+ may run both the .start entry and the .pth line.
     global _started, _decision, _state
     if _started:
         return
     _started = True
     try:
         raw = os.environ.get("TRUSTSTORE_INJECT")
-        word = None if raw is None else raw.strip().lower()
-        if word in ON or word in OFF:
-            enabled = word in ON
-            _decision = (enabled, "environment variable TRUSTSTORE_INJECT=" + raw.strip())
-        elif word is None and HERE.startswith(os.path.join(sys.prefix, "")):
-            # Installed in this environment: its config is in sys.prefix
-            # (absent: one failed open).
-            path = os.path.join(sys.prefix, CONFIG_FILENAME)
-            setting, problem = read_config(path)
-            if problem:
-                warn(problem)
-            enabled = setting is not False
-            _decision = (
-                (True, "default (on)") if setting is None else (setting, f"config file {path}")
-            )
-        else:
-            # A bad variable, a --user install, a directory outside sys.prefix:
-            # the full rules live in the hook; load it (only if the package is
-            # ours).
-            hook = _verified_hook()
-            if hook is None:
-                return
-            enabled = hook.startup_decision()
-        _state = "on" if enabled else "off"
-        if enabled:
-            install()
-    except Exception as exc:
-        warn(f"auto-injection disabled by an internal error: {exc!r}")
+        if raw is None:
+            prefix = sys.prefix + os.sep
+            # Installed in this environment: the config is in sys.prefix.
+            if __file__.startswith(prefix):
+                path = prefix + "truststore-auto.conf"
+                # One open: absent (the common case) means the default.
+                # Non-blocking: a FIFO there must not stall a start.
+                try:
+                    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+                except FileNotFoundError:
+                    _decision = (True, "default (on)")
+                    _state = "on"
+                    install()
+                    return
+                # Decided here only for exactly what `enable`/`disable` write
+                # (or the bare line); anything else is read by the full
+                # rules.  pread fails on a FIFO or socket (ESPIPE) and a
+                # directory (EISDIR), so no fstat is needed to refuse them.
+                try:
+                    data = os.pread(fd, 256, 0)
+                finally:
+                    os.close(fd)
+                enabled = data in (
+                    b"# truststore-auto settings for this Python environment.\n"
+                    b"# Written by `python -m truststore enable|disable`; the\n"
+                    b"# TRUSTSTORE_INJECT environment variable overrides it.\n"
+                    b"inject = on\n",
+                    b"inject = on\n",
+                )
+                if enabled or data in (
+                    b"# truststore-auto settings for this Python environment.\n"
+                    b"# Written by `python -m truststore enable|disable`; the\n"
+                    b"# TRUSTSTORE_INJECT environment variable overrides it.\n"
+                    b"inject = off\n",
+                    b"inject = off\n",
+                ):
+                    _decision = (enabled, "config file " + path)
+                    _state = "on" if enabled else "off"
+                    if enabled:
+                        install()
+                    return
+        elif raw in ("0", "false", "no", "off"):
+            _decision = (False, "environment variable TRUSTSTORE_INJECT=" + raw)
+            _state = "off"
+            return
+    except Exception:
+        pass  # a fault on the fast path: the full rules decide, and warn
+    try:
+        import truststore_autoinject_rules as rules
+
+        rules.startup()  # never raises, but it may be missing or damaged
+    except Exception:
+        pass
 
 
 def install():
-    """Put the finder first on sys.meta_path; inject now if ssl is loaded."""
-    if not any(_is_ours(f) for f in sys.meta_path):
-        sys.meta_path.insert(0, PostImportFinder())
+    # Put this module, the finder, first on sys.meta_path; inject now if ssl
+    # is already loaded (another .pth imported it).
+    me = sys.modules[__name__]
+    if me not in sys.meta_path:
+        sys.meta_path.insert(0, me)
     if "ssl" in sys.modules:
-        hook = _verified_hook()
-        if hook is not None:
-            hook.after_import("ssl")
+        import truststore_autoinject_rules as rules
+
+        rules.after_import("ssl")
 
 
-class PostImportFinder:
-    """Meta-path finder: watched names go to truststore._hook, others cost a set lookup."""
-
-    def find_spec(self, fullname, path=None, target=None):
-        if fullname not in WATCHED:
-            return None
-        hook = _hook or _verified_hook()
-        return None if hook is None else hook.find_watched(self, fullname, path, target)
-
-    def invalidate_caches(self):
-        pass
-
-
-def _is_ours(finder):
-    # By type name, not isinstance: a reloaded module defines a new class and
-    # must still recognise the old instance; type() never runs user code.
-    cls = type(finder)
-    return cls.__name__ == "PostImportFinder" and cls.__module__ == __name__
-
-
-def _verified_hook():
-    # truststore._hook, imported only once find_package() says the package is
-    # ours; None (after at most one warning) otherwise.  Remembered: checked
-    # once per process.  At ssl's import sys.path also holds the program's
-    # own directory, so a truststore.py there counts as "shadowed" too.
-    global _state, _hook
-    if _hook is not None or _state in ("shadowed", "foreign", "damaged"):
-        return _hook
-    state, detail = find_package()
-    if state == "ours":
+def find_spec(fullname, path=None, target=None):
+    # The finder's one method: a watched name goes to the rules (which arm
+    # the real spec's loader), every other import costs one set lookup.
+    if fullname in {
+        "ssl",
+        "truststore._api",
+        "urllib3.util.ssl_",
+        "requests.adapters",
+        "pip._vendor.urllib3.util.ssl_",
+        "pip._vendor.requests.adapters",
+    }:
         try:
-            from truststore import _hook as hook
-        except Exception as exc:
-            state, detail = "damaged", f"cannot load truststore._hook ({exc!r})"
-        else:
-            _hook = hook
-            return hook
-    _state = state
-    if state == "foreign":
-        warn(
-            f"auto-injection is off: the truststore package in {HERE} was replaced by "
-            f"{detail}; truststore-auto provides the same API, run: {FIX}"
-        )
-    elif state == "damaged":
-        warn(f"auto-injection is off: {detail}; run: {FIX}")
-    # "shadowed": another truststore comes first on purpose (PYTHONPATH, a
-    # checkout): respected quietly; `python -m truststore status` explains.
+            from truststore_autoinject_rules import find_watched
+        except Exception:  # a partly uninstalled product: no injection
+            return None
+        return find_watched(fullname, path, target)
     return None
-
-
-def find_package():
-    """(state, detail) for the truststore package an import loads (or has
-    loaded), without executing it: "ours", "shadowed" (another comes first),
-    "foreign" (ours replaced by another distribution), "damaged"."""
-    ours = os.path.join(HERE, "truststore", "__init__.py")
-    loaded = sys.modules.get("truststore")
-    if loaded is None:
-        for finder in sys.meta_path:
-            find = getattr(finder, "find_spec", None)
-            loaded = None if find is None or _is_ours(finder) else find("truststore", None)
-            if loaded is not None:
-                break
-        origin = getattr(loaded, "origin", None)
-    else:
-        origin = getattr(loaded, "__file__", None)
-    if origin != ours and not (origin and os.path.isfile(ours) and os.path.samefile(origin, ours)):
-        if os.path.isfile(ours):
-            return "shadowed", str(origin or loaded)
-        return "damaged", f"{ours} is missing"
-    try:
-        with open(ours, "rb") as f:
-            mine = b'__distribution__ = "truststore-auto"' in f.read(4096)
-    except OSError as exc:
-        return "damaged", f"cannot read {ours}: {exc.strerror or exc}"
-    if mine:
-        return "ours", ours
-    others = [n for n in os.listdir(HERE) if n.lower().startswith("truststore-")]
-    return "foreign", ", ".join(sorted(others)) or "another distribution"
-
-
-def parse_config(text):
-    """The ``inject`` setting of *text* (None: none); ValueError if malformed."""
-    # Blank lines and '#' comments are skipped; unknown keys are ignored so
-    # that a newer version's file still reads; a line that is not
-    # 'key = value', or an inject value that is not an on/off word, makes the
-    # whole file malformed (the caller warns and applies the default).
-    result = None
-    for number, line in enumerate(text.splitlines(), 1):
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        key, sep, value = line.partition("=")
-        if not sep:
-            raise ValueError(f"line {number} is not 'key = value'")
-        if key.strip().lower() == "inject":
-            value = value.strip().lower()
-            if value not in ON and value not in OFF:
-                raise ValueError(f"line {number}: inject must be on or off")
-            result = value in ON
-    return result
-
-
-def read_config(path):
-    """(setting, problem): the config's ``inject`` value, or why it was ignored."""
-    # A missing file (or a dangling symlink) is no problem and costs one
-    # failed open.  Non-blocking open, then regular files only: a FIFO or a
-    # device in the config's place must not stall every interpreter's start;
-    # the descriptor is closed on every path (a directory opens fine).
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
-    except (FileNotFoundError, NotADirectoryError):
-        return None, None
-    except OSError as exc:
-        return None, f"ignoring {path}: {exc.strerror or exc}"
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return None, f"ignoring {path}: not a regular file"
-        data = b""
-        while len(data) <= CONFIG_LIMIT:
-            chunk = os.read(fd, CONFIG_LIMIT + 1 - len(data))
-            if not chunk:
-                break
-            data += chunk
-        if len(data) > CONFIG_LIMIT:
-            return None, f"ignoring {path}: longer than {CONFIG_LIMIT // 1024} KiB"
-        if data.startswith(b"\xef\xbb\xbf"):  # a BOM from a Windows editor
-            data = data[3:]
-        return parse_config(data.decode("utf-8")), None
-    except (OSError, UnicodeError, ValueError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        return None, f"ignoring {path}: {reason}"
-    finally:
-        os.close(fd)
-
-
-def decision():
-    """(enabled, rule) as startup() decided in this interpreter; None: it did not run."""
-    return _decision
-
-
-def gate_state():
-    """None (startup() did not run), "off", "on", or why the hook stood down:
-    "shadowed", "foreign", "damaged"."""
-    return _state
-
-
-def warn(message):
-    """One ``truststore-auto:`` line on stderr, at most once per process."""
-    global _warned
-    if _warned:
-        return
-    _warned = True
-    try:
-        stream = sys.stderr
-        if stream is not None:
-            stream.write(f"truststore-auto: {message}\n")
-            stream.flush()
-    except Exception:
-        pass

@@ -2,7 +2,7 @@
 1 ms over bare), and that the first context then loads the rest and verifies.
 
 ``import ssl`` under the hook needs only the class it installs: the package,
-the hook and ``truststore._api``.  The trust rules, the connection state, the
+the gate's rules module (the import hook) and ``truststore._api``.  The trust rules, the connection state, the
 backend and ``_inject`` (the HTTP modules' patch table) load at first use.
 These tests pin that down in installed venvs, so the laziness cannot
 silently regress, and check that a context made after such an import, also
@@ -31,7 +31,8 @@ BACKEND = (
     else "truststore._openssl"
 )
 # What import ssl adds with injection on, and what the first context adds.
-AT_IMPORT = {"truststore", "truststore._hook", "truststore._api"}
+# The gate's rules module (the import hook), the package and the facade.
+AT_IMPORT = {"truststore_autoinject_rules", "truststore", "truststore._api"}
 AT_FIRST_CONTEXT = {"truststore._common", "truststore._connection", "truststore._trust", BACKEND}
 
 # argv: good port, bad port.  Prints what import ssl loaded, the class it
@@ -79,7 +80,7 @@ def _run(venv: Venv, code: str, *args: str, **env: str) -> dict[str, object]:
     return data
 
 
-def test_import_ssl_loads_only_the_hook_and_api_then_the_first_context_the_rest(
+def test_import_ssl_loads_only_the_rules_and_api_then_the_first_context_the_rest(
     installed: Venv, store_ca: tuple[trustme.CA, dict[str, str]]
 ) -> None:
     ca, store = store_ca

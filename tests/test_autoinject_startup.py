@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from truststore import _hook
 from venvs import Venv, copy_tree_for_build, make_venv, product_environ
 
 pytestmark = pytest.mark.slow
@@ -24,9 +25,9 @@ pytestmark = pytest.mark.slow
 # Prints: ssl.SSLContext's module, then the hook's decision.
 STATE = (
     "import ssl, sys\n"
-    "h = sys.modules.get('truststore_autoinject')\n"
+    "ran = 'truststore_autoinject' in sys.modules\n"
     "print(ssl.SSLContext.__module__)\n"
-    "print(h.decision() if h else None)\n"
+    "print(__import__('truststore_autoinject_rules').decision() if ran else None)\n"
 )
 INJECTED = "truststore._api"
 NOT_INJECTED = "ssl"
@@ -50,17 +51,20 @@ def test_python_c_pass_imports_only_the_tiny_gate(installed: Venv) -> None:
     code = (
         "import sys\n"
         "print(' '.join(sorted(sys.modules)))\n"
-        "print(' '.join(type(f).__name__ for f in sys.meta_path))\n"
+        "print(' '.join(getattr(f, '__name__', type(f).__name__) for f in sys.meta_path))\n"
     )
     result = installed.run(code=code)
     assert result.returncode == 0 and result.stderr == "", result.stderr
     modules_line, finders_line = result.stdout.splitlines()
     modules = set(modules_line.split())
-    # The gate ran (so this is not vacuous) and installed its finder...
+    # The gate ran (so this is not vacuous) and installed itself as the
+    # first finder, once (site processed the .pth twice)...
     assert "truststore_autoinject" in modules
-    assert finders_line.split()[0] == "PostImportFinder"
+    assert finders_line.split()[0] == "truststore_autoinject"
+    assert finders_line.split().count("truststore_autoinject") == 1
     # ...without loading TLS, the package, a backend or an HTTP stack: one
-    # module of ours at start-up (issue 13), none of the truststore package.
+    # module of ours at start-up (issue 13), none of the truststore package,
+    # not even the gate's rules.
     heavy = {
         "ssl",
         "_ssl",
@@ -98,6 +102,25 @@ def test_importtime_shows_only_the_gate(installed: Venv, config: str | None) -> 
         ours = [name for name in imported if "truststore" in name]
         assert ours == ["truststore_autoinject"]
         assert "ssl" not in imported and "_ssl" not in imported
+
+
+def test_tools_that_walk_the_finders_accept_a_module_as_one(installed: Venv) -> None:
+    """The gate module itself is the finder (no class to create at start):
+    importlib's and pkgutil's walks over sys.meta_path skip what it lacks
+    (invalidate_caches, find_distributions) and still work."""
+    code = (
+        "import importlib, importlib.metadata, importlib.util, pkgutil, sys\n"
+        "importlib.invalidate_caches()\n"
+        "names = {d.metadata['Name'] for d in importlib.metadata.distributions()}\n"
+        "print(sys.meta_path[0].__name__, 'truststore-auto' in names,\n"
+        "      importlib.util.find_spec('json').name,\n"
+        "      any(m.name == 'truststore_autoinject' for m in pkgutil.iter_modules()))\n"
+        "import ssl\n"
+        "print(ssl.SSLContext.__module__)\n"
+    )
+    result = installed.run(code=code)
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    assert result.stdout.split() == ["truststore_autoinject", "True", "json", "True", INJECTED]
 
 
 def test_injection_happens_when_the_program_imports_ssl(installed: Venv) -> None:
@@ -255,6 +278,59 @@ def test_corrupt_config_warns_once_and_the_default_applies(installed: Venv) -> N
     assert result.stdout.strip() == INJECTED
 
 
+# What `enable`/`disable` write (and the one bare line) is decided by the gate
+# alone, at the cost of one short read; every other file, however close, by
+# the full rules in truststore_autoinject_rules, with the same verdict.
+GATE_ALONE = {
+    _hook.format_config(True): True,
+    _hook.format_config(False): False,
+    "inject = on\n": True,
+    "inject = off\n": False,
+}
+FULL_RULES = {
+    "inject = off": False,
+    "inject=off\n": False,
+    " inject = off\n": False,
+    "inject = OFF\n": False,
+    "# mine\ninject = off\n": False,
+    "inject = off\r\n": False,
+    "\ufeffinject = off\n": False,
+    "inject = off\ninject = on\n": True,
+    "inject = on\n# caf\u00e9\n": True,
+    "": None,
+    "inject = maybe\n": None,
+    "# only a comment\n": None,
+}
+RULES_LOADED = (
+    "import sys\n"
+    "print('truststore_autoinject_rules' in sys.modules)\n"
+    "import truststore_autoinject_rules as rules\n"
+    "print(rules.decision())\n"
+)
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["gate-alone", "full-rules"])
+def test_config_forms_the_gate_decides_alone(installed: Venv, fast: bool) -> None:
+    for text, setting in (GATE_ALONE if fast else FULL_RULES).items():
+        installed.config.write_bytes(text.encode())
+        result = installed.run(code=RULES_LOADED)
+        assert result.returncode == 0, (text, result.stderr)
+        loaded, decision = result.stdout.splitlines()
+        assert loaded == str(not fast), text
+        if setting is None:  # malformed or no setting: the default, maybe a warning
+            assert decision == repr((True, "default (on)")), text
+        else:
+            assert decision == repr((setting, f"config file {installed.config}")), text
+            assert result.stderr == "", (text, result.stderr)
+        if not fast:  # the full rules agree with the parser the CLI uses
+            body = text.removeprefix("\ufeff")
+            try:
+                parsed = _hook.parse_config(body)
+            except ValueError:
+                parsed = None
+            assert parsed is setting, text
+
+
 def test_config_with_a_bom_and_crlf_still_reads(installed: Venv) -> None:
     """A file saved by a Windows editor: BOM and CRLF line ends."""
     installed.config.write_bytes(b"\xef\xbb\xbf# corp image\r\ninject = OFF\r\n")
@@ -274,7 +350,7 @@ def test_site_processes_the_pth_twice_and_it_patches_and_warns_once(installed: V
     try:
         code = (
             "import sys, ssl, truststore._api as api\n"
-            "finders = [f for f in sys.meta_path if type(f).__name__ == 'PostImportFinder']\n"
+            "finders = [f for f in sys.meta_path if getattr(f, '__name__', '') == 'truststore_autoinject']\n"
             "wrapper = ssl.__spec__.loader.exec_module\n"
             "print(sys._probe_runs, len(finders), ssl.SSLContext is api.InjectedSSLContext,\n"
             "      getattr(wrapper.__wrapped__, '_truststore_wrapper', False))\n"
@@ -330,9 +406,9 @@ PEP_829_STATE = (
     "    pkgutil.resolve_name(entry)()\n"
     "    pkgutil.resolve_name(entry)()\n"
     "import ssl\n"
-    "finders = [f for f in sys.meta_path if type(f).__name__ == 'PostImportFinder']\n"
+    "finders = [f for f in sys.meta_path if getattr(f, '__name__', '') == 'truststore_autoinject']\n"
     "print(ssl.SSLContext.__module__)\n"
-    "print(sys.modules['truststore_autoinject'].decision(), len(finders))\n"
+    "print(__import__('truststore_autoinject_rules').decision(), len(finders))\n"
 )
 
 
@@ -378,6 +454,7 @@ def test_wheel_puts_the_pth_and_start_at_the_root_of_site_packages(wheel: Path) 
         record = zf.read(record_name).decode()
         entry_points = zf.read(record_name.replace("RECORD", "entry_points.txt")).decode()
     assert "truststore/_hook.py" in names and "truststore_autoinject.py" in names
+    assert "truststore_autoinject_rules.py" in names
     # One line; site executes a .pth line only if it starts with "import".
     assert pth.count("\n") == 1 and pth.startswith("import ")
     assert "truststore_autoinject" in pth
@@ -397,13 +474,14 @@ def _leftovers(venv: Venv) -> list[str]:
 def test_pip_uninstall_leaves_nothing_behind(fresh_venv: Callable[[], Venv]) -> None:
     venv = fresh_venv()
     installed = _leftovers(venv)
-    assert len(installed) == 6, installed
+    assert len(installed) == 7, installed
     assert installed.count("truststore") == 2  # the package and bin/truststore
     assert re.fullmatch(r"truststore_auto-[^-]+\.dist-info", installed[2]), installed
     assert installed[3:] == [
         "truststore_autoinject.pth",
         "truststore_autoinject.py",
         "truststore_autoinject.start",
+        "truststore_autoinject_rules.py",
     ]
     result = subprocess.run(
         [str(venv.python), "-m", "pip", "uninstall", "-y", "-q", "truststore-auto"],
@@ -459,7 +537,8 @@ def test_editable_install_of_the_working_tree_behaves_the_same(tmp_path: Path) -
     module, decision, location, loaded = result.stdout.splitlines()
     assert module == INJECTED and decision == repr((True, "default (on)"))
     assert Path(location).is_relative_to(source / "src")
-    assert "truststore._hook" in loaded.split()
+    # The hook is the rules module (checked before the package ran).
+    assert "truststore_autoinject_rules" in loaded.split()
     lazy = venv.run(
         code="import sys; print('ssl' in sys.modules, 'truststore_autoinject' in sys.modules)"
     )

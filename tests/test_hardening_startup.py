@@ -348,6 +348,31 @@ def test_package_gone_pth_left(damaged: Venv) -> None:
     assert b"is missing; run: pip install --force-reinstall" in result.stderr
 
 
+@pytest.mark.parametrize(
+    "name", ["truststore_autoinject.py", "truststore_autoinject_rules.py"], ids=["gate", "rules"]
+)
+@pytest.mark.parametrize("damage", ["gone", "truncated"])
+def test_gate_modules_damaged(damaged: Venv, name: str, damage: str) -> None:
+    """The gate's own modules deleted or cut (an interrupted upgrade): the
+    interpreter starts, no traceback, ssl stays the standard library's."""
+    path = damaged.site_packages / name
+    if damage == "gone":
+        path.unlink()
+    else:
+        path.write_text(path.read_text()[:700])
+    result = damaged.run()
+    assert b"Traceback" not in result.stderr, result.stderr.decode(errors="replace")
+    assert result.returncode == USER_STATUS, result.stderr.decode(errors="replace")
+    assert result.stdout.decode().strip() == NOT_INJECTED
+    assert len(stderr_lines(result)) <= 1
+    # A config the gate cannot decide alone sends the start itself to the rules.
+    (damaged.prefix / "truststore-auto.conf").write_text("inject=off\n")
+    result = damaged.run()
+    assert b"Traceback" not in result.stderr, result.stderr.decode(errors="replace")
+    assert result.returncode == USER_STATUS
+    assert result.stdout.decode().strip() == NOT_INJECTED
+
+
 def test_pth_gone_package_left(damaged: Venv) -> None:
     (damaged.site_packages / "truststore_autoinject.pth").unlink()
     assert_healthy_start(damaged.run(), injected=False, warns=False)
@@ -357,12 +382,26 @@ def test_pth_gone_package_left(damaged: Venv) -> None:
 
 
 def test_hook_module_truncated(damaged: Venv) -> None:
-    """An interrupted upgrade left half a file: SyntaxError at import."""
+    """An interrupted upgrade left half a file: SyntaxError at import.
+    truststore._hook holds the rules of the slow paths (and the CLI's): the
+    common start and injection do not load it."""
     hook = damaged.site_packages / "truststore" / "_hook.py"
     hook.write_text(hook.read_text()[:500])
-    result = damaged.run()
+    assert_healthy_start(damaged.run(), injected=True, warns=False)
+    result = damaged.run(env=_product_env(TRUSTSTORE_INJECT="perhaps"))
     assert_healthy_start(result, injected=False, warns=True)
     assert b"cannot load truststore._hook (SyntaxError" in result.stderr
+
+
+def test_package_init_truncated(damaged: Venv) -> None:
+    """The package's own __init__ cut after the ownership line: it is ours,
+    but cannot load; ssl stays the standard library's, one line."""
+    init = damaged.site_packages / "truststore" / "__init__.py"
+    text = init.read_text()
+    init.write_text(text[: text.index("def __getattr__") + 20])
+    result = damaged.run()
+    assert_healthy_start(result, injected=False, warns=True)
+    assert b"could not patch ssl: SyntaxError" in result.stderr
 
 
 def test_backend_module_gone(damaged: Venv) -> None:

@@ -306,6 +306,17 @@ def test_watched_modules_are_ssl_plus_modules_the_patch_table_knows() -> None:
     assert len(watched) <= 8
 
 
+def test_the_gate_watches_the_same_names_as_its_rules() -> None:
+    """The gate's find_spec holds the watched names as a constant (a set
+    literal the compiler folds into a frozenset: nothing to build at start);
+    the rules and the hook use WATCHED: the two must not drift apart."""
+    import truststore_autoinject as gate
+    import truststore_autoinject_rules as rules
+
+    folded = [c for c in gate.find_spec.__code__.co_consts if isinstance(c, frozenset)]
+    assert folded == [rules.WATCHED] == [_hook.WATCHED]
+
+
 def _top_level_imports(path: Path) -> set[str]:
     tree = ast.parse(path.read_text(encoding="utf-8"))
     top_level: set[str] = set()
@@ -319,9 +330,13 @@ def _top_level_imports(path: Path) -> set[str]:
 
 def test_hook_imports_only_modules_loaded_before_site() -> None:
     gate = _top_level_imports(PACKAGE_DIR / "truststore_autoinject.py")
-    assert gate <= {"os", "stat", "sys"}, gate
+    assert gate <= {"os", "sys"}, gate
+    rules = _top_level_imports(PACKAGE_DIR / "truststore_autoinject_rules.py")
+    assert rules <= {"os", "stat", "sys", "truststore_autoinject"}, rules
     hook = _top_level_imports(PACKAGE_DIR / "truststore" / "_hook.py")
-    assert hook <= {"os", "stat", "sys", "truststore_autoinject"}, hook
+    assert hook <= {"os", "stat", "sys", "truststore_autoinject", "truststore_autoinject_rules"}, (
+        hook
+    )
 
 
 def test_hook_needs_nothing_importlib_removes_in_3_15_or_3_16() -> None:
@@ -330,7 +345,11 @@ def test_hook_needs_nothing_importlib_removes_in_3_15_or_3_16() -> None:
     find_spec / exec_module / __spec__."""
     source = "\n".join(
         (PACKAGE_DIR / name).read_text(encoding="utf-8")
-        for name in ("truststore_autoinject.py", "truststore/_hook.py")
+        for name in (
+            "truststore_autoinject.py",
+            "truststore_autoinject_rules.py",
+            "truststore/_hook.py",
+        )
     )
     tree = ast.parse(source)
     used = {node.attr for node in ast.walk(tree) if isinstance(node, ast.Attribute)}
@@ -346,7 +365,7 @@ def test_hook_needs_nothing_importlib_removes_in_3_15_or_3_16() -> None:
     assert not used & gone, used & gone
     import truststore_autoinject
 
-    assert hasattr(truststore_autoinject.PostImportFinder, "find_spec")
+    assert callable(truststore_autoinject.find_spec)  # the module is the finder
 
 
 def test_watched_names_are_what_the_installed_libraries_load() -> None:

@@ -4,15 +4,15 @@
 ``inject_into_ssl()`` makes it the one every library gets, and
 ``extract_from_ssl()`` undoes that.
 
-With auto-injection on, this package is imported at every interpreter start
-(the start-up gate imports ``truststore._hook``), so it imports nothing: the
-public names resolve on first use (PEP 562).
+With auto-injection on, this package is imported with ``ssl`` (the start-up
+gate's rules import ``truststore._api`` then), so it imports nothing itself:
+the public names resolve on first use (PEP 562).
 """
 
-# The start-up gate (truststore_autoinject.py) reads this file, without
-# executing it, for this exact line: it is how it tells truststore-auto's
-# package from the public ``truststore`` distribution's, which installs the
-# same top-level name.  Keep it within the first 4 KiB.
+# The start-up gate's rules (truststore_autoinject_rules.py) read this file,
+# without executing it, for this exact line: it is how they tell
+# truststore-auto's package from the public ``truststore`` distribution's,
+# which installs the same top-level name.  Keep it within the first 4 KiB.
 __distribution__ = "truststore-auto"
 
 TYPE_CHECKING = False

@@ -20,7 +20,7 @@ import urllib.parse
 import urllib.request
 from typing import Any, NoReturn
 
-import truststore_autoinject as _gate
+import truststore_autoinject_rules as _rules
 
 from . import _hook
 
@@ -103,7 +103,7 @@ def install_kind() -> tuple[str, str]:
     --prefix, PYTHONPATH)."""
     import site
 
-    here = _gate.HERE
+    here = _rules.HERE
     if ephemeral_reason(sys.prefix, here):
         return "ephemeral", here
     user_site = site.getusersitepackages() if hasattr(site, "getusersitepackages") else None
@@ -123,8 +123,8 @@ def install_kind() -> tuple[str, str]:
 
 def _start_up_explanation(kind: str) -> tuple[str, list[str]]:
     """(why the .pth did or did not run, what to do)."""
-    ran = _gate.decision() is not None
-    pth = os.path.join(_gate.HERE, "truststore_autoinject.pth")
+    ran = _rules.decision() is not None
+    pth = os.path.join(_rules.HERE, "truststore_autoinject.pth")
     if ran:
         return "the .pth ran in this interpreter", []
     if sys.flags.no_site:
@@ -145,15 +145,15 @@ def _start_up_explanation(kind: str) -> tuple[str, list[str]]:
         )
     if kind == "path":
         return (
-            f"{_gate.HERE} is on sys.path but is not a site directory (pip install --target, "
+            f"{_rules.HERE} is on sys.path but is not a site directory (pip install --target, "
             "--prefix, PYTHONPATH): Python runs .pth files only in site directories",
             [
-                f"add to a sitecustomize.py: import site; site.addsitedir({_gate.HERE!r})",
+                f"add to a sitecustomize.py: import site; site.addsitedir({_rules.HERE!r})",
                 "or call truststore.inject_into_ssl() in the program",
             ],
         )
     if not os.path.exists(pth):
-        return f"{pth} is missing", [f"run: {_gate.FIX}"]
+        return f"{pth} is missing", [f"run: {_rules.FIX}"]
     return "the .pth did not run in this interpreter", []
 
 
@@ -184,7 +184,7 @@ def _file_hash(path: str) -> str | None:
 def package_owners(directory: str | None = None) -> dict[str, Any]:
     """Which installed distributions list the ``truststore`` package's files
     (from their dist-info RECORDs) and whose content each file has now."""
-    directory = _gate.HERE if directory is None else directory
+    directory = _rules.HERE if directory is None else directory
     dists: dict[str, dict[str, str]] = {}
     with contextlib.suppress(OSError):
         for name in sorted(os.listdir(directory)):
@@ -213,20 +213,20 @@ def package_owners(directory: str | None = None) -> dict[str, Any]:
 
 def _package_state() -> tuple[str, str, list[str]]:
     """(state, detail, advice) for the truststore package, as the gate sees it."""
-    state, detail = _gate.find_package()
+    state, detail = _rules.find_package()
     if state == "ours":
         return state, detail, []
     if state == "foreign":
         return (
             state,
-            f"truststore-auto's files in {_gate.HERE}/truststore were replaced by {detail}",
+            f"truststore-auto's files in {_rules.HERE}/truststore were replaced by {detail}",
             [
-                f"run: {_gate.FIX}  (truststore-auto provides the public truststore's API, "
+                f"run: {_rules.FIX}  (truststore-auto provides the public truststore's API, "
                 "so tools that depend on truststore keep working)"
             ],
         )
     if state == "damaged":
-        return state, detail, [f"run: {_gate.FIX}"]
+        return state, detail, [f"run: {_rules.FIX}"]
     return (
         state,
         f"another truststore comes first on sys.path: {detail}",
@@ -249,7 +249,7 @@ def gather_status() -> dict[str, Any]:
     start_up, advice = _start_up_explanation(kind)
     state, detail, package_advice = _package_state()
     advice += package_advice
-    ephemeral = ephemeral_reason(sys.prefix, _gate.HERE)
+    ephemeral = ephemeral_reason(sys.prefix, _rules.HERE)
     if ephemeral:
         advice.append(
             f"{ephemeral}; enable/disable cannot last there: set {_hook.SWITCH_VARIABLE}=0 or 1"
@@ -277,7 +277,7 @@ def gather_status() -> dict[str, Any]:
         ],
         "config": {"path": config, "state": config_text},
         "install": {"kind": kind, "location": location},
-        "start_up": {"ran": _gate.decision() is not None, "explanation": start_up},
+        "start_up": {"ran": _rules.decision() is not None, "explanation": start_up},
         "flags": {
             "no_site": bool(sys.flags.no_site),
             "no_user_site": bool(sys.flags.no_user_site),
@@ -359,7 +359,7 @@ def write_config_atomically(path: str, text: str) -> None:
 
 def _set_injection(enabled: bool) -> int:
     path = _hook.config_path()
-    ephemeral = ephemeral_reason(os.path.dirname(path), _gate.HERE)
+    ephemeral = ephemeral_reason(os.path.dirname(path), _rules.HERE)
     if ephemeral:
         raise CommandError(
             f"not written: {ephemeral}, so the setting would not last; "
