@@ -90,6 +90,7 @@ def typecheck(session: nox.Session) -> None:
             platform,
             "src/truststore",
             "src/truststore_autoinject.pyi",
+            "src/truststore_autoinject_rules.py",
         )
 
 
