@@ -222,3 +222,37 @@ def test_a_deferred_module_gone_keeps_ssl_the_stdlibs(
     lines = [line for line in result.stderr.splitlines() if line]
     assert len(lines) == 1 and lines[0].startswith("truststore-auto: could not patch ssl"), lines
     assert "truststore._trust" in lines[0]
+
+
+def test_a_deferred_module_that_cannot_load_leaves_ssl_the_stdlibs(
+    fresh_venv: Callable[[], Venv],
+) -> None:
+    """Present but broken (an interrupted upgrade left half of _trust.py):
+    found at ``import ssl``, imported only at the first context.  That
+    context and every later one are the standard library's, with one
+    ``truststore-auto:`` line; the program's exit status is its own.  The
+    library API, asked for by name, raises instead."""
+    venv = fresh_venv()
+    trust = venv.site_packages / "truststore" / "_trust.py"
+    trust.write_text(trust.read_text()[:700])
+    for cached in (venv.site_packages / "truststore" / "__pycache__").glob("_trust.*"):
+        cached.unlink()
+    code = (
+        "import ssl, sys\n"
+        "first = ssl.create_default_context()\n"
+        "second = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)\n"
+        "print(type(first).__module__, type(second).__module__, ssl.SSLContext.__module__)\n"
+        "print(first.verify_mode == ssl.CERT_REQUIRED and first.check_hostname)\n"
+        "try:\n"
+        "    import truststore; truststore.SSLContext()\n"
+        "except SyntaxError:\n"
+        "    print('library raises')\n"
+        "sys.exit(5)\n"
+    )
+    result = venv.run(code=code)
+    assert result.returncode == 5, result.stderr
+    assert result.stdout.split() == ["ssl", "ssl", "ssl", "True", "library", "raises"]
+    lines = [line for line in result.stderr.splitlines() if line]
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("truststore-auto: could not load truststore (SyntaxError")
+    assert lines[0].endswith("ssl stays the standard library's")

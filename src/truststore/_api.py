@@ -75,16 +75,41 @@ _FIRST_CONTEXT_MODULES = (
 )
 
 
+_deferred_pending = True  # until _load_deferred() has bound them all
+
+
 def _load_deferred() -> None:
     """Import the modules of _DEFERRED and bind them to their globals.
 
     Safe from any number of threads at once: the import system's module
     locks make every thread see each module only once it has finished
     executing, and all of them bind the same objects."""
+    global _deferred_pending
     namespace = globals()
     for global_name, module_name in _DEFERRED:
         __import__(module_name)
         namespace[global_name] = sys.modules[module_name]
+    _deferred_pending = False
+
+
+def _stdlib_instead(exc: Exception) -> None:
+    """A deferred module exists but cannot be imported (an interrupted
+    upgrade left half a file, say): as when that happens at ``import ssl``,
+    ssl becomes the standard library's again (which verifies, with its own
+    default certificates), with one ``truststore-auto:`` line, and the
+    program goes on."""
+    message = f"could not load truststore ({exc!r}); ssl stays the standard library's"
+    rules = sys.modules.get("truststore_autoinject_rules")
+    warn = getattr(rules, "warn", None)
+    try:
+        if warn is not None:
+            warn(message)
+        else:
+            sys.stderr.write(f"truststore-auto: {message}\n")
+        extract_from_ssl()
+    except Exception:
+        if getattr(ssl, "SSLContext", None) is InjectedSSLContext:
+            ssl.SSLContext = _StdSSLContext  # type: ignore[misc]
 
 
 class _Deferred:
@@ -250,6 +275,16 @@ class SSLContext(_SuperTarget):
         _verifier_class = _BackendVerifierClass()
 
     def __new__(cls, protocol: "int | None" = None, *args: "Any", **kwargs: "Any") -> "SSLContext":
+        if _deferred_pending:
+            try:
+                _load_deferred()
+            except Exception as exc:
+                if cls._truststore_additive:
+                    raise  # the library API was asked for by name: say so
+                # A context made through the standard library's name.
+                _stdlib_instead(exc)
+                given = () if protocol is None else (protocol,)
+                return _StdSSLContext(*given, *args, **kwargs)  # type: ignore[return-value]
         if protocol is None:
             protocol = ssl.PROTOCOL_TLS_CLIENT
         self: SSLContext = _StdSSLContext.__new__(cls, protocol)
