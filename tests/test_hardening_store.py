@@ -27,7 +27,9 @@ import pytest
 import trustme
 
 import truststore
+from support import FILE_CAPABILITY_SCRIPT as _FILE_CAPABILITY_SCRIPT
 from support import TLSServer, serve_cert
+from support import privilege_tools as _privilege_tools
 
 pytestmark = pytest.mark.skipif(
     sys.platform in ("win32", "darwin"), reason="the OpenSSL backend's store (Linux/BSD)"
@@ -365,44 +367,6 @@ print(json.dumps({
     "explicit": _openssl.default_locations()[2],
 }))
 """
-
-
-# Runs python as user 65534 from a copy of the interpreter that, with "caps"
-# as $1, carries a file capability (which sets AT_SECURE at exec).  /root is
-# swapped for a tmpfs holding only a bind mount of ~/.pyenv, so that the
-# unprivileged user can reach the interpreter; all of it in a private mount
-# namespace, nothing on disk changes.
-_FILE_CAPABILITY_SCRIPT = r"""
-set -eu
-caps=$1; py=$2; shift 2
-stage=$(mktemp -d)
-mount -t tmpfs -o mode=0755 tmpfs "$stage"
-mkdir -p "$stage/pyenv" "$stage/py/bin"
-if [ -d /root/.pyenv ]; then
-    mount --bind /root/.pyenv "$stage/pyenv"
-    mount -t tmpfs -o mode=0755 tmpfs /root
-    mkdir /root/.pyenv
-    mount --bind "$stage/pyenv" /root/.pyenv
-fi
-cp "$py" "$stage/py/bin/python"
-ln -s "$(dirname "$(dirname "$py")")/lib" "$stage/py/lib"
-if [ "$caps" = caps ]; then setcap cap_net_bind_service+ep "$stage/py/bin/python"; fi
-exec setpriv --reuid=65534 --regid=65534 --clear-groups -- "$stage/py/bin/python" "$@"
-"""
-
-
-def _privilege_tools() -> str | None:
-    import shutil
-
-    if not sys.platform.startswith("linux") or os.geteuid() != 0:
-        return "needs root on Linux"
-    missing = [t for t in ("setpriv", "unshare", "setcap") if not shutil.which(t)]
-    if missing:
-        return "not installed: " + ", ".join(missing)
-    probe = subprocess.run(["setpriv", "--ruid=65534", "--", "true"], capture_output=True)
-    if probe.returncode:
-        return "setpriv cannot change ids here"
-    return None
 
 
 @pytest.mark.timeout(180)

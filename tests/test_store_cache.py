@@ -247,3 +247,80 @@ def test_set_user_id_process_does_not_use_the_cache(
     found = json.loads(result.stdout)
     assert found["verdicts"] == ["refused"]
     assert found["cache_opens"] == 0
+
+
+# As user 65534 (FILE_CAPABILITY_SCRIPT without the capability): the
+# substitute list names the attacker's hashed directory (the list is data;
+# a real one is a distribution's, e.g. Fedora's directory-hash), one library
+# context per port.
+UNPRIVILEGED_CHILD = r"""
+import json, socket, ssl, sys
+sys.path.insert(0, sys.argv[1])
+from truststore import _openssl
+_openssl.SUBSTITUTE_DIRS = ((sys.argv[2], "test"),)
+import truststore
+verdicts = []
+for port in sys.argv[3:]:
+    ctx = truststore.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    try:
+        raw = socket.create_connection(("127.0.0.1", int(port)), timeout=10)
+        with ctx.wrap_socket(raw, server_hostname="localhost"):
+            verdicts.append("trusted")
+    except ssl.SSLCertVerificationError:
+        verdicts.append("refused")
+print(json.dumps(verdicts))
+"""
+
+
+def test_a_users_cache_cannot_name_a_distribution_directory() -> None:
+    """Only root's cache may name a location beyond OpenSSL's own (a
+    distribution's hashed copy, the fallback list): such a directory could
+    hold more than the bundle, and a user's cache is writable by anything
+    that runs as that user."""
+    import shutil
+    import tempfile
+
+    from support import FILE_CAPABILITY_SCRIPT, privilege_tools
+
+    why = privilege_tools()
+    if why:
+        pytest.skip(why)
+    good, attacker = trustme.CA(), trustme.CA()
+    shared = Path(tempfile.mkdtemp(prefix="truststore-cache-"))  # readable by user 65534
+    try:
+        shared.chmod(0o755)
+        store = make_store(shared / "store", good)
+        evil = make_store(shared / "evil", attacker, hashed=True)["SSL_CERT_DIR"]
+        for path in shared.rglob("*"):
+            path.chmod(0o755 if path.is_dir() else 0o644)
+        empty = shared / "empty"
+        empty.mkdir(mode=0o755)
+        (shared / "cache").mkdir(mode=0o700)
+        os.chown(shared / "cache", 65534, 65534)  # the user's own cache directory
+        env = scrubbed_environ(
+            SSL_CERT_FILE=store["SSL_CERT_FILE"],
+            SSL_CERT_DIR=str(empty),
+            TRUSTSTORE_CACHE_DIR=str(shared / "cache"),
+        )
+        python = os.path.realpath(sys.executable)
+        with (
+            serve_cert(good.issue_cert("localhost")) as trusted,
+            serve_cert(attacker.issue_cert("localhost")) as untrusted,
+        ):
+            argv = ["unshare", "-m", "--propagation", "private", "bash", "-c",
+                    FILE_CAPABILITY_SCRIPT, "fcap", "none", python, "-c", UNPRIVILEGED_CHILD,
+                    SRC, evil, str(trusted.port), str(untrusted.port)]  # fmt: skip
+
+            def run() -> list[str]:
+                result = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60)
+                assert result.returncode == 0, result.stderr
+                verdicts: list[str] = json.loads(result.stdout)
+                return verdicts
+
+            assert run() == ["trusted", "refused"]
+            (entry,) = cache_files(shared / "cache")
+            assert entry.stat().st_uid == 65534
+            _forge(entry, capath=evil)  # the state still matches: it would be used
+            assert run() == ["trusted", "refused"]
+    finally:
+        shutil.rmtree(shared, ignore_errors=True)

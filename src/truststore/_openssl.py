@@ -891,7 +891,7 @@ def current_plan() -> StorePlan:
         plan = _plan_from_cache(locations, state, cafile, dirs)
         if plan is None:
             plan = _plan_for(cafile, dirs, fallback_ok=not explicit)
-            _plan_to_cache(locations, state, plan)
+            _plan_to_cache(locations, state, plan, cafile, dirs)
         watched_key = substitutes_key if plan.watched else ()
         with _plan_lock:
             if len(_plan_cache) > 16:
@@ -918,7 +918,26 @@ def _cache_name(locations: str) -> str:
     return f"{crc32(locations.encode('utf-8', 'surrogateescape')):08x}"
 
 
-def _plan_to_cache(locations: str, state: str, plan: StorePlan) -> None:
+def _beyond_openssl(plan: StorePlan, cafile: str | None, dirs: list[str]) -> bool:
+    """Whether *plan* uses a location other than OpenSSL's own (a
+    distribution's hashed copy, the fallback list)."""
+    own = {cafile, None}
+    return (
+        any(d not in dirs for d in (plan.capath or "").split(os.pathsep) if d)
+        or plan.cafile not in own
+        or plan.source not in own
+    )
+
+
+def _written_by_root() -> bool:
+    return sys.platform != "win32" and os.geteuid() == 0
+
+
+def _plan_to_cache(
+    locations: str, state: str, plan: StorePlan, cafile: str | None, dirs: list[str]
+) -> None:
+    if _beyond_openssl(plan, cafile, dirs) and not _written_by_root():
+        return  # _plan_from_cache would not take it from this user's cache
     _store_cache.save(
         _cache_name(locations),
         {
@@ -940,12 +959,16 @@ def _plan_from_cache(
     locations: str, state: str, cafile: str | None, dirs: list[str]
 ) -> StorePlan | None:
     """The plan saved for these locations while every path it depends on
-    is as it is now; None for anything else.  Only directories and bundles
-    from this module's own lists are accepted, and the certificates come
-    from the bundle itself: a forged entry can only leave certificates out
-    (fail closed), never add one."""
-    fields = _store_cache.load(_cache_name(locations), locations)
-    if fields is None or fields.get("state") != state:
+    is as it is now; None for anything else.  OpenSSL's own bundle and
+    directories are accepted from this user's cache, the other locations of
+    this module's lists only from root's, and the certificates come from
+    the bundle itself: a forged entry can only leave certificates out (fail
+    closed), never add one."""
+    found = _store_cache.load(_cache_name(locations), locations)
+    if found is None:
+        return None
+    fields, writer = found
+    if fields.get("state") != state:
         return None
     try:
         capath = fields["capath"]
@@ -958,8 +981,13 @@ def _plan_from_cache(
         empty = fields["empty"] == "1"
     except (KeyError, ValueError):
         return None
-    allowed_dirs = set(dirs) | {d for d, _ in SUBSTITUTE_DIRS} | {d for d, _ in FALLBACK_DIRS}
-    allowed_files = {"", *([cafile] if cafile else []), *(f for f, _ in FALLBACK_FILES)}
+    allowed_dirs = set(dirs)
+    allowed_files = {"", *([cafile] if cafile else [])}
+    if writer == 0:
+        # Locations beyond OpenSSL's own could add trust if a forged entry
+        # named them; root, who alone can write them, may vouch for them.
+        allowed_dirs |= {d for d, _ in SUBSTITUTE_DIRS} | {d for d, _ in FALLBACK_DIRS}
+        allowed_files |= {f for f, _ in FALLBACK_FILES}
     if any(d not in allowed_dirs for d in capath.split(os.pathsep) if d):
         return None
     if whole_file not in allowed_files or source not in allowed_files:

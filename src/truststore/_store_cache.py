@@ -13,9 +13,12 @@ a trust anchor, unless it cannot name a certificate):
 
 * It holds no certificate.  It names which of the bundle's certificates to
   load (by position in the bundle, whose bytes are read from the bundle
-  itself) and which of the directories OpenSSL or the distribution use to
-  look up lazily.  ``_openssl`` accepts only directories from its own lists
-  and positions inside the bundle; anything else is a miss.
+  itself) and which directories to look up lazily.  ``_openssl`` accepts
+  OpenSSL's own bundle and directories from any cache it may read (less of
+  them is all a forged entry could give), a distribution's hashed copy or
+  the fallback locations (which could add trust if named wrongly) only from
+  a cache root wrote, and positions inside the bundle; anything else is a
+  miss.
 * It is used only while the bundle and every directory it depends on have
   the device, inode, size, mtime, ctime and mode they had when it was
   written (``update-ca-certificates`` and ``update-ca-trust`` rewrite the
@@ -99,9 +102,10 @@ def _unescape(value: str) -> str:
     return "\\".join(piece.replace("\\n", "\n") for piece in value.split("\\\\"))
 
 
-def load(name: str, locations: str) -> "dict[str, str] | None":
-    """The fields saved for *locations* (the exact text it was saved with),
-    or None: no cache, a file that fails any check, or another key."""
+def load(name: str, locations: str) -> "tuple[dict[str, str], int] | None":
+    """The fields saved for *locations* (the exact text it was saved with)
+    and the uid that owns the file (this user's or root's), or None: no
+    cache, a file that fails any check, or another key."""
     directory = cache_directory()
     if directory is None:
         return None
@@ -135,7 +139,7 @@ def load(name: str, locations: str) -> "dict[str, str] | None":
             fields[key] = _unescape(value)
     if fields.get("locations") != locations:
         return None
-    return fields
+    return fields, st.st_uid
 
 
 def save(name: str, fields: "Mapping[str, str]") -> None:
