@@ -49,6 +49,7 @@ def ours():
 
 at_import = ours()
 installed = ssl.SSLContext.__module__ + "." + ssl.SSLContext.__qualname__
+before_context = set(sys.modules)
 context = ssl.create_default_context()
 at_context = ours()
 import truststore._api
@@ -65,7 +66,11 @@ def verdict(port):
         return "cert"
 
 good, bad = (verdict(int(port)) for port in sys.argv[1:3])
+beyond_ours = sorted(
+    m for m in set(sys.modules) - before_context if not m.startswith("truststore")
+)
 print(json.dumps({
+    "beyond_ours": beyond_ours,
     "loaded": loaded, "at_import": at_import, "class": installed,
     "at_context": at_context, "listed": listed, "context_class": type(context).__name__,
     "good": good, "bad": bad,
@@ -90,6 +95,9 @@ def test_import_ssl_loads_only_the_rules_and_api_then_the_first_context_the_rest
     ):
         ports = (str(good.port), str(bad.port))
         on = _run(installed, FIRST_CONTEXT, *ports, **store)
+        # The same again, now that the first run has cached the store plan
+        # (the common case: every process after a store change).
+        warm = _run(installed, FIRST_CONTEXT, *ports, **store)
         off = _run(installed, FIRST_CONTEXT, *ports, TRUSTSTORE_INJECT="0", **store)
 
     # Injection adds exactly three modules of ours to what import ssl loads
@@ -109,6 +117,14 @@ def test_import_ssl_loads_only_the_rules_and_api_then_the_first_context_the_rest
     assert first == set(on["listed"]), (first, on["listed"])  # type: ignore[call-overload]
     assert on["context_class"] == "InjectedSSLContext"
     assert (on["good"], on["bad"]) == ("ok", "cert")
+    # ... and, with the store plan cached, nothing that is not ours beyond
+    # what the stdlib's first context and handshakes load (no __future__,
+    # typing, re, a hash module...: issue 13).
+    assert (warm["good"], warm["bad"]) == ("ok", "cert")
+    assert set(warm["beyond_ours"]) <= set(off["beyond_ours"]), (  # type: ignore[call-overload]
+        warm["beyond_ours"],
+        off["beyond_ours"],
+    )
     # The control: off, the stdlib (which reads the same store here).
     assert off["class"] == "ssl.SSLContext" and off["at_import"] == ["truststore_autoinject"]
     assert (off["good"], off["bad"]) == ("ok", "cert")

@@ -28,8 +28,9 @@ built); its key size is then the OS policy's business.
 Imported only on the intercept path; no dependencies.
 """
 
-from __future__ import annotations
-
+# Annotations that are not builtins are quoted instead of ``from __future__
+# import annotations``: __future__ is a module import of its own, paid at the
+# first context of every process (issue 13).
 import functools
 import ssl
 from collections.abc import Sequence
@@ -50,7 +51,7 @@ class _BadDER(ValueError):
     pass
 
 
-def _tlv(data: bytes, pos: int) -> tuple[int, int, int, int]:
+def _tlv(data: bytes, pos: int) -> "tuple[int, int, int, int]":
     """(tag, start of contents, end of contents, end of the element) at *pos*."""
     try:
         tag, start, end = _common.der_element(data, pos)
@@ -59,7 +60,7 @@ def _tlv(data: bytes, pos: int) -> tuple[int, int, int, int]:
     return tag, start, end, end
 
 
-def _children(data: bytes, start: int, end: int) -> list[tuple[int, int, int, int]]:
+def _children(data: bytes, start: int, end: int) -> "list[tuple[int, int, int, int]]":
     """The elements inside a constructed element's contents, with the
     offset where each begins: (tag, element start, contents start, end)."""
     out = []
@@ -98,7 +99,7 @@ def _uint_bits(data: bytes, start: int, end: int) -> int:
 
 
 @functools.lru_cache(maxsize=512)
-def _parsed(der: bytes) -> _Cert:
+def _parsed(der: bytes) -> "_Cert":
     """Parsed once: the same anchors and intermediates come back on every
     connection."""
     return _Cert(der)
@@ -283,7 +284,7 @@ def _signature_security_bits(der: bytes, start: int, end: int) -> int:
 # -- the policy ------------------------------------------------------------------
 
 
-def _path(chain: Sequence[bytes], anchors: Sequence[bytes]) -> list[_Cert]:
+def _path(chain: "Sequence[bytes]", anchors: "Sequence[bytes]") -> "list[_Cert]":
     """The leaf and, following issuer names, the sent certificates above it,
     then the added anchor it ends at, if any."""
     path = [_parsed(chain[0])]
@@ -303,7 +304,7 @@ def _path(chain: Sequence[bytes], anchors: Sequence[bytes]) -> list[_Cert]:
 
 
 def check(
-    chain: Sequence[bytes], level: int, host: str | None, anchors: Sequence[bytes] = ()
+    chain: "Sequence[bytes]", level: int, host: "str | None", anchors: "Sequence[bytes]" = ()
 ) -> None:
     """Raise ``SSLCertVerificationError`` if the peer's *chain* (DER, leaf
     first), completed from *anchors* (DER), falls short of security *level*,

@@ -5,8 +5,9 @@ certificate containers into DER bytes, normalises a peer's host name once for
 all backends, and builds the one exception shape every backend raises.
 """
 
-from __future__ import annotations
-
+# Annotations that are not builtins are quoted instead of ``from __future__
+# import annotations``: __future__ is a module import of its own, paid at the
+# first context of every process (issue 13).
 import base64
 import binascii
 import ssl
@@ -49,10 +50,12 @@ X509_V_ERR_CA_KEY_TOO_SMALL = 67
 _PEM_CERT_PATTERN = rb"-----BEGIN CERTIFICATE-----\s*([^-]*?)\s*-----END CERTIFICATE-----"
 # Compiled on first use: ``re`` is not otherwise loaded by ``import ssl``, and
 # only programs that hand PEM text to an intercepting backend need it.
-_pem_cert_re: re.Pattern[bytes] | None = None
+_pem_cert_re: "re.Pattern[bytes] | None" = None
 
 
-def verification_error(code: int, message: str, host: str | None) -> ssl.SSLCertVerificationError:
+def verification_error(
+    code: int, message: str, host: "str | None"
+) -> "ssl.SSLCertVerificationError":
     """Build the exception every backend raises for an untrusted peer.
 
     The text starts like OpenSSL's own (``certificate verify failed: ...``) so
@@ -71,7 +74,7 @@ def verification_error(code: int, message: str, host: str | None) -> ssl.SSLCert
     return err
 
 
-def pem_to_der_list(data: str | bytes) -> list[bytes]:
+def pem_to_der_list(data: "str | bytes") -> "list[bytes]":
     """Every ``CERTIFICATE`` PEM block of *data* as DER bytes.
 
     A block whose base64 does not decode is skipped: OpenSSL would reject the
@@ -92,7 +95,7 @@ def pem_to_der_list(data: str | bytes) -> list[bytes]:
     return ders
 
 
-def der_element(der: bytes, pos: int, end: int | None = None) -> tuple[int, int, int]:
+def der_element(der: bytes, pos: int, end: "int | None" = None) -> "tuple[int, int, int]":
     """(tag, contents start, contents end) of the DER element at *pos*, which
     must lie within ``der[:end]``.
 
@@ -122,7 +125,7 @@ def der_element(der: bytes, pos: int, end: int | None = None) -> tuple[int, int,
     return tag, pos, pos + length
 
 
-def split_der_sequence(data: bytes) -> list[bytes]:
+def split_der_sequence(data: bytes) -> "list[bytes]":
     """Split concatenated DER certificates (the ``cadata=bytes`` form).
 
     Each certificate is one ASN.1 SEQUENCE; its length header says where the
@@ -149,7 +152,7 @@ def split_der_sequence(data: bytes) -> list[bytes]:
     return ders
 
 
-def normalize_host(host: str | None) -> str | None:
+def normalize_host(host: "str | None") -> "str | None":
     """The one form of a peer name that every backend receives.
 
     ``SSLContext`` has already IDNA-encoded it (``ssl.SSLContext._encode_hostname``),

@@ -13,8 +13,9 @@ verification (KeyboardInterrupt, SystemExit, gevent.Timeout...) leaves a
 connection usable.  A verified connection pays one dict look-up per call.
 """
 
-from __future__ import annotations
-
+# Annotations that are not builtins are quoted instead of ``from __future__
+# import annotations``: __future__ is a module import of its own, paid at the
+# first context of every process (issue 13).
 import _thread
 import socket
 import ssl
@@ -34,11 +35,11 @@ if TYPE_CHECKING:
 # Resumable sessions remembered per context (oldest forgotten first).
 MAX_REMEMBERED_SESSIONS = 256
 
-_STD_SSLSOCKET_SESSION: Any = vars(ssl.SSLSocket)["session"]
-_STD_SSLOBJECT_SESSION: Any = vars(ssl.SSLObject)["session"]
+_STD_SSLSOCKET_SESSION: "Any" = vars(ssl.SSLSocket)["session"]
+_STD_SSLOBJECT_SESSION: "Any" = vars(ssl.SSLObject)["session"]
 
 
-def is_verifying_owner(owner: Any) -> bool:
+def is_verifying_owner(owner: "Any") -> bool:
     return isinstance(owner, (VerifyingSSLSocket, VerifyingSSLObject))
 
 
@@ -60,10 +61,10 @@ class Failed:
     so a caller that catches the first error cannot talk to the peer anyway.
     """
 
-    def __init__(self, error: ssl.SSLCertVerificationError) -> None:
+    def __init__(self, error: "ssl.SSLCertVerificationError") -> None:
         self._error = error
 
-    def __getattr__(self, name: str) -> Any:
+    def __getattr__(self, name: str) -> "Any":
         raise self._error
 
 
@@ -95,8 +96,8 @@ class Pending:
 
     def __init__(
         self,
-        context: _api.SSLContext,
-        server_hostname: str | None,
+        context: "_api.SSLContext",
+        server_hostname: "str | None",
         check_hostname: bool,
         verify_mode: int,
         verify_flags: int,
@@ -120,7 +121,7 @@ class Pending:
         self.peer_info: dict[str, Any] | None = None  # its getpeercert() dict
 
     @property
-    def host(self) -> str | None:
+    def host(self) -> "str | None":
         """The normalised host name, worked out on first use: on the OpenSSL
         path most connections never need it."""
         if self._host is False:
@@ -129,8 +130,8 @@ class Pending:
 
 
 def _enrich_native_error(
-    owner: Any, exc: ssl.SSLCertVerificationError
-) -> ssl.SSLCertVerificationError:
+    owner: "Any", exc: "ssl.SSLCertVerificationError"
+) -> "ssl.SSLCertVerificationError":
     """OpenSSL's error in our shape: same code, message naming the host."""
     pending: Pending | None = owner.__dict__.get(PENDING_KEY)
     message = getattr(exc, "verify_message", None) or str(exc)
@@ -143,7 +144,7 @@ def _enrich_native_error(
     )
 
 
-def _await_verdict(owner: Any, handshake: Callable[[], None]) -> None:
+def _await_verdict(owner: "Any", handshake: "Callable[[], None]") -> None:
     """Return only once *owner*'s peer is verified; raise if it never will be.
 
     The first caller runs *handshake* (OpenSSL's) and then our verification,
@@ -195,7 +196,7 @@ def _await_verdict(owner: Any, handshake: Callable[[], None]) -> None:
         del owner.__dict__[PENDING_KEY]
 
 
-def _remember_session(owner: Any, session: Any) -> None:
+def _remember_session(owner: "Any", session: "Any") -> None:
     """Record that *session* came from a connection verified for its host."""
     verified: Pending | None = owner.__dict__.get(_VERIFIED_KEY)
     if verified is None or session is None or verified.verify_mode == ssl.CERT_NONE:
@@ -210,7 +211,7 @@ def _remember_session(owner: Any, session: Any) -> None:
         pass
 
 
-def _peercert(owner: Any, binary_form: bool, std: Callable[[bool], Any]) -> Any:
+def _peercert(owner: "Any", binary_form: bool, std: "Callable[[bool], Any]") -> "Any":
     """``getpeercert()``: after *our* verification, what the standard library
     gives for a verified peer (OpenSSL was told CERT_NONE, so CPython would
     hide the dict); and never a certificate other than the verified one."""
@@ -248,16 +249,16 @@ def _peercert(owner: Any, binary_form: bool, std: Callable[[bool], Any]) -> Any:
     return dict(verified.peer_info)
 
 
-def _remembering_session_property(std: Any) -> property:
+def _remembering_session_property(std: "Any") -> "property":
     """ssl.py's ``session`` property, recording what a verified connection
     hands out: a resumed handshake is accepted only for such sessions."""
 
-    def fget(self: Any) -> ssl.SSLSession | None:
+    def fget(self: "Any") -> "ssl.SSLSession | None":
         session: ssl.SSLSession | None = std.fget(self)
         _remember_session(self, session)
         return session
 
-    def fset(self: Any, value: ssl.SSLSession | None) -> None:
+    def fset(self: "Any", value: "ssl.SSLSession | None") -> None:
         std.fset(self, value)
 
     return property(fget, fset, doc=std.__doc__)
@@ -289,27 +290,27 @@ class VerifyingSSLSocket(ssl.SSLSocket):
         _await_verdict(self, lambda: super(VerifyingSSLSocket, self).do_handshake(block))
         return None
 
-    def read(self, len: int = 1024, buffer: Any = None) -> Any:
+    def read(self, len: int = 1024, buffer: "Any" = None) -> "Any":
         if PENDING_KEY in self.__dict__:
             self._truststore_settle()
         return super().read(len, buffer)
 
-    def write(self, data: Buffer) -> int:
+    def write(self, data: "Buffer") -> int:
         if PENDING_KEY in self.__dict__:
             self._truststore_settle()
         return super().write(data)
 
-    def send(self, data: Buffer, flags: int = 0) -> int:
+    def send(self, data: "Buffer", flags: int = 0) -> int:
         if PENDING_KEY in self.__dict__:
             self._truststore_settle()
         return super().send(data, flags)
 
-    def sendall(self, data: Buffer, flags: int = 0) -> None:
+    def sendall(self, data: "Buffer", flags: int = 0) -> None:
         if PENDING_KEY in self.__dict__:
             self._truststore_settle()
         return super().sendall(data, flags)
 
-    def sendfile(self, file: Any, offset: int = 0, count: int | None = None) -> int:
+    def sendfile(self, file: "Any", offset: int = 0, count: "int | None" = None) -> int:
         if PENDING_KEY in self.__dict__:
             self._truststore_settle()
         return super().sendfile(file, offset, count)
@@ -319,29 +320,29 @@ class VerifyingSSLSocket(ssl.SSLSocket):
             self._truststore_settle()
         return super().recv(buflen, flags)
 
-    def recv_into(self, buffer: Buffer, nbytes: int | None = None, flags: int = 0) -> int:
+    def recv_into(self, buffer: "Buffer", nbytes: "int | None" = None, flags: int = 0) -> int:
         if PENDING_KEY in self.__dict__:
             self._truststore_settle()
         return super().recv_into(buffer, nbytes, flags)
 
-    def recvfrom(self, buflen: int = 1024, flags: int = 0) -> tuple[bytes, Any]:
+    def recvfrom(self, buflen: int = 1024, flags: int = 0) -> "tuple[bytes, Any]":
         if PENDING_KEY in self.__dict__:
             self._truststore_settle()
         return super().recvfrom(buflen, flags)
 
     def recvfrom_into(
-        self, buffer: Buffer, nbytes: int | None = None, flags: int = 0
-    ) -> tuple[int, Any]:
+        self, buffer: "Buffer", nbytes: "int | None" = None, flags: int = 0
+    ) -> "tuple[int, Any]":
         if PENDING_KEY in self.__dict__:
             self._truststore_settle()
         return super().recvfrom_into(buffer, nbytes, flags)
 
-    def unwrap(self) -> socket.socket:
+    def unwrap(self) -> "socket.socket":
         if PENDING_KEY in self.__dict__:
             self._truststore_settle()
         return super().unwrap()
 
-    def getpeercert(self, binary_form: bool = False) -> Any:
+    def getpeercert(self, binary_form: bool = False) -> "Any":
         return _peercert(self, binary_form, super().getpeercert)
 
     session = _remembering_session_property(_STD_SSLSOCKET_SESSION)
@@ -362,12 +363,12 @@ class VerifyingSSLObject(ssl.SSLObject):
         _await_verdict(self, super().do_handshake)
         return None
 
-    def read(self, len: int = 1024, buffer: Any = None) -> Any:
+    def read(self, len: int = 1024, buffer: "Any" = None) -> "Any":
         if PENDING_KEY in self.__dict__:
             self._truststore_settle()
         return super().read(len, buffer)
 
-    def write(self, data: Buffer) -> int:
+    def write(self, data: "Buffer") -> int:
         if PENDING_KEY in self.__dict__:
             self._truststore_settle()
         return super().write(data)
@@ -377,17 +378,17 @@ class VerifyingSSLObject(ssl.SSLObject):
             self._truststore_settle()
         return super().unwrap()
 
-    def getpeercert(self, binary_form: bool = False) -> Any:
+    def getpeercert(self, binary_form: bool = False) -> "Any":
         return _peercert(self, binary_form, super().getpeercert)
 
     session = _remembering_session_property(_STD_SSLOBJECT_SESSION)
 
 
-_combined_classes: dict[tuple[type, type], type] = {}
+_combined_classes: "dict[tuple[type, type], type]" = {}
 _combined_lock = _thread.allocate_lock()
 
 
-def with_verification(cls: type[_T], mixin: type) -> type[_T]:
+def with_verification(cls: "type[_T]", mixin: "type") -> "type[_T]":
     """*cls* (a user's SSLSocket/SSLObject subclass) plus our handshake hook."""
     if issubclass(cls, mixin):
         return cls

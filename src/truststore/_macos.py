@@ -29,8 +29,9 @@ Tests run this module against a stand-in library (``tests/macos_standin``)
 selected with :func:`_use_libraries`; that function is the only test seam.
 """
 
-from __future__ import annotations
-
+# Annotations that are not builtins are quoted instead of ``from __future__
+# import annotations``: __future__ is a module import of its own, paid at the
+# first context of every process (issue 13).
 import ctypes
 import ssl
 import threading
@@ -42,8 +43,8 @@ from . import _common
 
 __all__ = ["Verifier", "describe_store", "store_certificates"]
 
-_SECURITY_PATH: Final = "/System/Library/Frameworks/Security.framework/Security"
-_COREFOUNDATION_PATH: Final = "/System/Library/Frameworks/CoreFoundation.framework/CoreFoundation"
+_SECURITY_PATH: "Final" = "/System/Library/Frameworks/Security.framework/Security"
+_COREFOUNDATION_PATH: "Final" = "/System/Library/Frameworks/CoreFoundation.framework/CoreFoundation"
 
 # C types, as CFBase.h / MacTypes.h / SecBase.h / SecTrust.h declare them.
 _Ref = ctypes.c_void_p  # every CFTypeRef / SecXxxRef
@@ -54,16 +55,16 @@ _CFStringEncoding = ctypes.c_uint32
 _CFOptionFlags = ctypes.c_ulong
 _SecTrustResultType = ctypes.c_uint32
 
-_kCFStringEncodingUTF8: Final = 0x08000100  # CFString.h, CFStringBuiltInEncodings
+_kCFStringEncodingUTF8: "Final" = 0x08000100  # CFString.h, CFStringBuiltInEncodings
 
 # SecPolicyCreateRevocation flags (SecPolicy.h).
-_kSecRevocationOCSPMethod: Final = 1 << 0
-_kSecRevocationCRLMethod: Final = 1 << 1
-_kSecRevocationRequirePositiveResponse: Final = 1 << 3
-_kSecRevocationUseAnyAvailableMethod: Final = _kSecRevocationOCSPMethod | _kSecRevocationCRLMethod
+_kSecRevocationOCSPMethod: "Final" = 1 << 0
+_kSecRevocationCRLMethod: "Final" = 1 << 1
+_kSecRevocationRequirePositiveResponse: "Final" = 1 << 3
+_kSecRevocationUseAnyAvailableMethod: "Final" = _kSecRevocationOCSPMethod | _kSecRevocationCRLMethod
 
 # SecTrustResultType values (SecTrust.h).
-_TRUST_RESULT_NAMES: Final = {
+_TRUST_RESULT_NAMES: "Final" = {
     0: "kSecTrustResultInvalid",
     1: "kSecTrustResultProceed",
     2: "kSecTrustResultConfirm",
@@ -73,16 +74,16 @@ _TRUST_RESULT_NAMES: Final = {
     6: "kSecTrustResultFatalTrustFailure",
     7: "kSecTrustResultOtherError",
 }
-_kSecTrustResultProceed: Final = 1
-_kSecTrustResultDeny: Final = 3
-_kSecTrustResultUnspecified: Final = 4
-_kSecTrustResultRecoverableTrustFailure: Final = 5
-_kSecTrustResultOtherError: Final = 7
+_kSecTrustResultProceed: "Final" = 1
+_kSecTrustResultDeny: "Final" = 3
+_kSecTrustResultUnspecified: "Final" = 4
+_kSecTrustResultRecoverableTrustFailure: "Final" = 5
+_kSecTrustResultOtherError: "Final" = 7
 
 # OSStatus codes a trust evaluation reports (SecBase.h), with the OpenSSL
 # X509_V_ERR_* code each one is closest to.
-_errSecHostNameMismatch: Final = -67602
-_STATUS_CODES: Final = {
+_errSecHostNameMismatch: "Final" = -67602
+_STATUS_CODES: "Final" = {
     -67602: ("errSecHostNameMismatch", _common.X509_V_ERR_HOSTNAME_MISMATCH),
     -67605: ("errSecNoBasicConstraintsCA", _common.X509_V_ERR_INVALID_CA),
     -67608: ("errSecInvalidKeyUsageForPolicy", _common.X509_V_ERR_INVALID_PURPOSE),
@@ -102,7 +103,7 @@ _STATUS_CODES: Final = {
     -67901: ("errSecCertificateValidityPeriodTooLong", _common.X509_V_ERR_UNSPECIFIED),
 }
 
-_CRL_FLAGS: Final = ssl.VERIFY_CRL_CHECK_LEAF | ssl.VERIFY_CRL_CHECK_CHAIN
+_CRL_FLAGS: "Final" = ssl.VERIFY_CRL_CHECK_LEAF | ssl.VERIFY_CRL_CHECK_CHAIN
 
 
 class _Rejected(Exception):
@@ -114,7 +115,7 @@ class _Rejected(Exception):
         self.message = message
 
 
-def _bind(lib: ctypes.CDLL, name: str, restype: Any, *argtypes: Any) -> Callable[..., Any]:
+def _bind(lib: "ctypes.CDLL", name: str, restype: "Any", *argtypes: "Any") -> "Callable[..., Any]":
     function = lib[name]
     function.restype = restype
     function.argtypes = argtypes
@@ -260,7 +261,7 @@ class _Native:
         except AttributeError:
             self.store_functions = None
 
-    def anchor_certificates(self) -> list[bytes]:
+    def anchor_certificates(self) -> "list[bytes]":
         """The system anchors plus the user and admin trust settings'
         certificates, DER.  Every Copy result is released here."""
         functions = self.store_functions
@@ -317,25 +318,25 @@ class _Native:
 class _Owned:
     """Collects the CF objects we own and releases all of them on exit."""
 
-    def __init__(self, native: _Native) -> None:
+    def __init__(self, native: "_Native") -> None:
         self._native = native
         self._refs: list[int] = []
 
-    def __enter__(self) -> _Owned:
+    def __enter__(self) -> "_Owned":
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         while self._refs:
             self._native.release(self._refs.pop())
 
-    def own(self, ref: int | None, what: str) -> int:
+    def own(self, ref: "int | None", what: str) -> int:
         """Take ownership of *ref* (a Create/Copy result); NULL is an error."""
         if not ref:
             raise _Rejected(_common.X509_V_ERR_UNSPECIFIED, f"{what} returned NULL")
         self._refs.append(ref)
         return ref
 
-    def array(self, refs: Sequence[int], what: str) -> int:
+    def array(self, refs: "Sequence[int]", what: str) -> int:
         """A CFArray of *refs*, owned; the array retains its elements."""
         values = (_Ref * len(refs))(*refs)
         native = self._native
@@ -343,7 +344,7 @@ class _Owned:
             native.CFArrayCreate(native.allocator, values, len(refs), native.array_callbacks), what
         )
 
-    def certificate(self, der: bytes) -> int | None:
+    def certificate(self, der: bytes) -> "int | None":
         """A SecCertificate for *der*, owned; None when Apple cannot parse it."""
         native = self._native
         data = self.own(native.CFDataCreate(native.allocator, der, len(der)), "CFDataCreate")
@@ -351,12 +352,12 @@ class _Owned:
         return self.own(ref, "SecCertificateCreateWithData") if ref else None
 
 
-_paths: tuple[str, str] = (_SECURITY_PATH, _COREFOUNDATION_PATH)
-_native_cache: _Native | None = None
+_paths: "tuple[str, str]" = (_SECURITY_PATH, _COREFOUNDATION_PATH)
+_native_cache: "_Native | None" = None
 _native_lock = threading.Lock()
 
 
-def _use_libraries(security: str | None = None, corefoundation: str | None = None) -> None:
+def _use_libraries(security: "str | None" = None, corefoundation: "str | None" = None) -> None:
     """Test seam: take Security/CoreFoundation from these files from now on.
 
     ``tests/macos_standin`` builds a library exporting both frameworks'
@@ -370,7 +371,7 @@ def _use_libraries(security: str | None = None, corefoundation: str | None = Non
         _native_cache = None
 
 
-def _native() -> _Native:
+def _native() -> "_Native":
     """The frameworks, opened on first use (not at import)."""
     global _native_cache
     native = _native_cache
@@ -395,7 +396,7 @@ class _Anchors:
     at once by :meth:`close`; a verification in flight holds its own retain.
     """
 
-    def __init__(self, native: _Native, ders: Sequence[bytes]) -> None:
+    def __init__(self, native: "_Native", ders: "Sequence[bytes]") -> None:
         self.native = native
         self.array: int | None = None
         with _Owned(native) as owned:
@@ -411,7 +412,7 @@ class _Anchors:
         self._finalizer()
 
 
-def _release_if_set(native: _Native, ref: int | None) -> None:
+def _release_if_set(native: "_Native", ref: "int | None") -> None:
     if ref:
         native.release(ref)
 
@@ -429,7 +430,7 @@ class Verifier:
         self._anchors: _Anchors | None = None
         self._exclusive = False
 
-    def set_extra_anchors(self, ders: Sequence[bytes], *, exclusive: bool = False) -> None:
+    def set_extra_anchors(self, ders: "Sequence[bytes]", *, exclusive: bool = False) -> None:
         """Trust these DER certificates in addition to the system's anchors
         or, with *exclusive*, instead of them (a pinned context)."""
         new = tuple(bytes(der) for der in ders)
@@ -440,7 +441,7 @@ class Verifier:
         if old is not None:
             old.close()
 
-    def _retained_anchors(self, native: _Native) -> int | None:
+    def _retained_anchors(self, native: "_Native") -> "int | None":
         """A +1 reference to the extra anchors' CFArray, or None if none."""
         with self._lock:
             if not self._anchor_ders:
@@ -459,8 +460,8 @@ class Verifier:
 
     def verify(
         self,
-        chain: Sequence[bytes],
-        host: str | None,
+        chain: "Sequence[bytes]",
+        host: "str | None",
         *,
         check_hostname: bool,
         verify_flags: int,
@@ -478,7 +479,7 @@ class Verifier:
             ) from exc
 
     def _verify(
-        self, chain: Sequence[bytes], host: str | None, check_hostname: bool, verify_flags: int
+        self, chain: "Sequence[bytes]", host: "str | None", check_hostname: bool, verify_flags: int
     ) -> None:
         if not chain:
             raise _Rejected(_common.X509_V_ERR_UNSPECIFIED, "the peer sent no certificate")
@@ -563,7 +564,7 @@ class Verifier:
             )
 
 
-def _mismatch_code(host: str | None) -> int:
+def _mismatch_code(host: "str | None") -> int:
     if host and _common.is_ip_address(host):
         return _common.X509_V_ERR_IP_ADDRESS_MISMATCH
     return _common.X509_V_ERR_HOSTNAME_MISMATCH
@@ -577,7 +578,7 @@ class _Evaluation:
     objects.
     """
 
-    def __init__(self, native: _Native, certificates: int) -> None:
+    def __init__(self, native: "_Native", certificates: int) -> None:
         self.native = native
         self.certificates = certificates  # CFArray, leaf first, owned by the caller
         # Check revocation, and with it allow network fetching.
@@ -586,7 +587,7 @@ class _Evaluation:
         # Pinned context: the anchors and nothing else (not the keychain's).
         self.anchors_only = False
 
-    def run(self, name: bytes | None) -> int | None:
+    def run(self, name: "bytes | None") -> "int | None":
         """None when trusted.  On failure, raise with Apple's reason
         (SecTrustEvaluateWithError) or return the SecTrustResultType
         (SecTrustEvaluate, where no reason is given)."""
@@ -606,7 +607,7 @@ class _Evaluation:
                 return None
             return int(result.value)
 
-    def _create_trust(self, owned: _Owned, name: bytes | None) -> int:
+    def _create_trust(self, owned: "_Owned", name: "bytes | None") -> int:
         native = self.native
         host = None
         if name is not None:
@@ -666,7 +667,7 @@ class _Evaluation:
             )
         return trust.value
 
-    def _evaluate_with_error(self, owned: _Owned, trust: int, name: bytes | None) -> None:
+    def _evaluate_with_error(self, owned: "_Owned", trust: int, name: "bytes | None") -> None:
         native = self.native
         assert native.SecTrustEvaluateWithError is not None
         error = _Ref()
@@ -692,7 +693,7 @@ class _Evaluation:
         raise _Rejected(code, f"{description or 'certificate is not trusted'} ({label})")
 
 
-def store_certificates() -> tuple[tuple[object, ...], tuple[bytes, ...]]:
+def store_certificates() -> "tuple[tuple[object, ...], tuple[bytes, ...]]":
     """The anchors macOS trusts: the system's (SecTrustCopyAnchorCertificates)
     and the admin and user trust settings' certificates
     (SecTrustSettingsCopyCertificates), as DER.  Empty when the framework

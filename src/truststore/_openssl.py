@@ -38,8 +38,9 @@ In a set-user-ID, set-group-ID or file-capability process ("secure execution",
 them with ``secure_getenv()``); so does this module.
 """
 
-from __future__ import annotations
-
+# Annotations that are not builtins are quoted instead of ``from __future__
+# import annotations``: __future__ is a module import of its own, paid at the
+# first context of every process (issue 13).
 import _ssl
 import _thread
 import os
@@ -62,7 +63,7 @@ if TYPE_CHECKING:
 # static builds).  Used only when OpenSSL's own defaults hold nothing and the
 # user set neither SSL_CERT_FILE nor SSL_CERT_DIR.  Collected from Go's
 # crypto/x509 (root_linux.go, root_bsd.go) and the public truststore package.
-FALLBACK_FILES: tuple[tuple[str, str], ...] = (
+FALLBACK_FILES: "tuple[tuple[str, str], ...]" = (
     ("/etc/ssl/certs/ca-certificates.crt", "Debian, Ubuntu, Gentoo, Arch, Alpine"),
     ("/etc/pki/tls/certs/ca-bundle.crt", "Fedora, RHEL, CentOS (legacy name)"),
     ("/etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem", "Fedora, RHEL 7+, CentOS 7+"),
@@ -74,7 +75,7 @@ FALLBACK_FILES: tuple[tuple[str, str], ...] = (
     ("/usr/local/share/certs/ca-root-nss.crt", "DragonFly BSD, FreeBSD (ca_root_nss)"),
     ("/etc/openssl/certs/ca-certificates.crt", "NetBSD"),
 )
-FALLBACK_DIRS: tuple[tuple[str, str], ...] = (
+FALLBACK_DIRS: "tuple[tuple[str, str], ...]" = (
     ("/etc/ssl/certs", "Debian, Ubuntu, SLES 10/11 (hashed)"),
     ("/etc/pki/tls/certs", "Fedora, RHEL"),
     ("/system/etc/security/cacerts", "Android"),
@@ -82,7 +83,7 @@ FALLBACK_DIRS: tuple[tuple[str, str], ...] = (
 # Hashed directories that distributions build from the same source as their
 # bundle, but where OpenSSL does not look by default.  Used only as a lazy
 # stand-in for certificates of the bundle (see _substitute).
-SUBSTITUTE_DIRS: tuple[tuple[str, str], ...] = (
+SUBSTITUTE_DIRS: "tuple[tuple[str, str], ...]" = (
     ("/etc/pki/ca-trust/extracted/pem/directory-hash", "Fedora, RHEL 9, CentOS Stream"),
     ("/var/lib/ca-certificates/pem", "openSUSE, SLES"),
     ("/etc/ca-certificates/extracted/cadir", "Arch"),
@@ -123,11 +124,11 @@ class StorePlan:
 
     def __init__(
         self,
-        capath: str | None,
-        cafile: str | None,
-        extra_der: tuple[bytes, ...],
+        capath: "str | None",
+        cafile: "str | None",
+        extra_der: "tuple[bytes, ...]",
         summary: str,
-        searched: tuple[str, ...],
+        searched: "tuple[str, ...]",
         empty: bool,
     ) -> None:
         # Hashed directories, os.pathsep-joined, looked up lazily.
@@ -149,13 +150,13 @@ class StorePlan:
 
 
 _plan_lock = _thread.allocate_lock()
-_plan_cache: dict[tuple[object, ...], tuple[StorePlan, tuple[object, ...]]] = {}
-_last_plan: StorePlan | None = None
-_compiled_defaults: tuple[str, str, str, str] | None = None
-_secure_execution: bool | None = None
+_plan_cache: "dict[tuple[object, ...], tuple[StorePlan, tuple[object, ...]]]" = {}
+_last_plan: "StorePlan | None" = None
+_compiled_defaults: "tuple[str, str, str, str] | None" = None
+_secure_execution: "bool | None" = None
 
 
-def _stat_key(path: str) -> tuple[object, ...]:
+def _stat_key(path: str) -> "tuple[object, ...]":
     try:
         st = os.stat(path)
     except (OSError, ValueError):
@@ -198,7 +199,7 @@ def _at_secure() -> bool:
     return os.getuid() != os.geteuid() or os.getgid() != os.getegid()
 
 
-def _auxv_at_secure() -> bool | None:
+def _auxv_at_secure() -> "bool | None":
     """AT_SECURE from /proc/self/auxv (proc(5): the ELF auxiliary vector, pairs
     of native unsigned longs), which costs one small read where importing
     ctypes costs over a millisecond.  None when it cannot be read (no /proc;
@@ -214,7 +215,7 @@ def _auxv_at_secure() -> bool | None:
     return None
 
 
-def _secure_getenv(name: str) -> str | None:
+def _secure_getenv(name: str) -> "str | None":
     global _secure_execution
     value = os.environ.get(name)
     if value is None:
@@ -224,7 +225,7 @@ def _secure_getenv(name: str) -> str | None:
     return None if _secure_execution else value
 
 
-def default_locations() -> tuple[str | None, list[str], bool]:
+def default_locations() -> "tuple[str | None, list[str], bool]":
     """OpenSSL's default bundle and directories, as X509_STORE_set_default_paths
     reads them: the environment variable if set (even to "") and the process
     is not in secure execution, else the compiled-in default.  Returns (file,
@@ -243,7 +244,7 @@ def default_locations() -> tuple[str | None, list[str], bool]:
     return (cafile or None), dirs, (env_file is not None or env_dir is not None)
 
 
-def store_bundle_paths() -> tuple[str, ...]:
+def store_bundle_paths() -> "tuple[str, ...]":
     """The bundle file OpenSSL's defaults name (``SSL_CERT_FILE`` or the
     compiled-in one), if it exists: a program that loads it by path (httpx
     does when ``SSL_CERT_FILE`` is set) is loading the OS store's own
@@ -255,7 +256,7 @@ def store_bundle_paths() -> tuple[str, ...]:
 # -- reading files the way nothing can stall -----------------------------------------
 
 
-def _read_regular(path: str, limit: int) -> bytes | None:
+def _read_regular(path: str, limit: int) -> "bytes | None":
     """The content of *path* if it is a regular file of at most *limit* bytes.
 
     Opened non-blocking (a FIFO without a writer would block open() forever)
@@ -291,7 +292,7 @@ def _read_regular(path: str, limit: int) -> bytes | None:
 # -- PEM and DER --------------------------------------------------------------------------
 
 
-def certificate_bodies(data: bytes) -> list[bytes] | None:
+def certificate_bodies(data: bytes) -> "list[bytes] | None":
     """The base64 bodies of the CERTIFICATE blocks of *data*; None when it holds
     any other PEM kind (TRUSTED CERTIFICATE trust settings, CRLs, ...), whose
     meaning only OpenSSL itself gives exactly.
@@ -327,7 +328,7 @@ def _clean_base64(text: bytes) -> bool:
     return padding < 0 or (padding >= len(text) - 2 and not text[padding:].strip(b"="))
 
 
-def decode_body(text: bytes) -> bytes | None:
+def decode_body(text: bytes) -> "bytes | None":
     """DER from a PEM body with its white space removed; None unless it is
     clean base64 (OpenSSL's PEM reader would refuse the block)."""
     if not _clean_base64(text):
@@ -350,7 +351,7 @@ def _der_header(tag: int, length: int) -> bytes:
     return bytes((tag, 0x80 | size)) + length.to_bytes(size, "big")
 
 
-def subject_span(der: bytes, total: int | None = None) -> tuple[int, int]:
+def subject_span(der: bytes, total: "int | None" = None) -> "tuple[int, int]":
     """Where the subject Name's content lies in a DER certificate.
 
     With *total*, *der* is only the first bytes of a certificate that is
@@ -377,7 +378,7 @@ def subject_span(der: bytes, total: int | None = None) -> tuple[int, int]:
     return start, end
 
 
-def _header(der: bytes, pos: int) -> tuple[int, int, int]:
+def _header(der: bytes, pos: int) -> "tuple[int, int, int]":
     """(tag, content start, declared content end) of the element at *pos*,
     which may run past the end of *der*."""
     tag = der[pos]
@@ -438,10 +439,10 @@ def _wide_to_utf8(codec: str, content: bytes) -> bytes:
     return text.encode("utf-8")
 
 
-_sha1_new: Callable[..., Any] | None = None
+_sha1_new: "Callable[..., Any] | None" = None
 
 # Canonical encodings of RDNs already seen (raw DER of the RDN -> canonical).
-_canonical_rdns: dict[bytes, bytes] = {}
+_canonical_rdns: "dict[bytes, bytes]" = {}
 
 
 def name_hash(der: bytes, start: int, end: int) -> int:
@@ -528,7 +529,7 @@ def _sha1(data: bytes) -> bytes:
     return bytes(_sha1_new(data, usedforsecurity=False).digest())  # a name hash, not a MAC
 
 
-def subject_hash(der: bytes) -> int | None:
+def subject_hash(der: bytes) -> "int | None":
     """``openssl x509 -hash`` of a DER certificate, or None when it cannot be
     computed with certainty."""
     try:
@@ -543,7 +544,7 @@ def subject_hash(der: bytes) -> int | None:
 _SUBJECT_PREFIX = 1024
 
 
-def _text_subject_hash(text: bytes) -> int | None:
+def _text_subject_hash(text: bytes) -> "int | None":
     """subject_hash() of the certificate whose clean base64 (white space
     removed) is *text*, decoding only its start where that suffices."""
     if len(text) > _SUBJECT_PREFIX:
@@ -560,7 +561,7 @@ def _text_subject_hash(text: bytes) -> int | None:
 # -- the hashed directory, as OpenSSL's by_dir look-up sees it -------------------------
 
 
-def _entry_certificates(data: bytes, known: dict[bytes, bytes]) -> list[bytes] | None:
+def _entry_certificates(data: bytes, known: "dict[bytes, bytes]") -> "list[bytes] | None":
     """The certificates OpenSSL's by_dir loader would add from a hashed entry
     (as base64 text without white space), when they are all bundle
     certificates (*known* maps a bundle body, as written or as text, to its
@@ -585,7 +586,7 @@ class _HashedDir:
 
     __slots__ = ("_entries", "_prefix", "known", "names", "path")
 
-    def __init__(self, path: str, names: list[str]) -> None:
+    def __init__(self, path: str, names: "list[str]") -> None:
         self.path = path
         self._prefix = os.path.join(path, "")
         self.names = frozenset(names)
@@ -594,7 +595,7 @@ class _HashedDir:
         self.known: dict[bytes, bytes] = {}
         self._entries: dict[str, list[bytes] | None] = {}
 
-    def entry(self, name: str) -> list[bytes] | None:
+    def entry(self, name: str) -> "list[bytes] | None":
         """The certificates of one entry; None when it is not a regular
         file, too big, or not certainly bundle certificates only."""
         if name not in self._entries:
@@ -602,7 +603,7 @@ class _HashedDir:
             self._entries[name] = None if data is None else _entry_certificates(data, self.known)
         return self._entries[name]
 
-    def chain(self, hash_value: int) -> list[bytes] | None:
+    def chain(self, hash_value: int) -> "list[bytes] | None":
         """Every certificate OpenSSL's look-up of *hash_value* loads from here
         (entries ``<hash>.0``, ``.1``, ... in order, until one is missing);
         None when an entry on the way is anything this module cannot read
@@ -638,7 +639,7 @@ def is_hashed_name(name: str) -> bool:
     )
 
 
-def _hashed_dir(directory: str) -> _HashedDir | None:
+def _hashed_dir(directory: str) -> "_HashedDir | None":
     """*directory* with the entries OpenSSL's lazy look-up can open there.
 
     None when it cannot be listed or has no hashed names (then a look-up
@@ -651,12 +652,12 @@ def _hashed_dir(directory: str) -> _HashedDir | None:
     return _HashedDir(directory, names) if names else None
 
 
-def _hashed_names(directory: str) -> list[str] | None:
+def _hashed_names(directory: str) -> "list[str] | None":
     found = _hashed_dir(directory)
     return None if found is None else sorted(found.names)
 
 
-def _group_found(hash_value: int, group: set[bytes], dirs: list[_HashedDir]) -> bool:
+def _group_found(hash_value: int, group: "set[bytes]", dirs: "list[_HashedDir]") -> bool:
     """Whether leaving the bundle certificates of one subject hash to the
     look-up gives what the stdlib has: OpenSSL consults the directories in
     order and stops at the first whose ``<hash>.0`` exists; what that chain
@@ -673,8 +674,8 @@ def _group_found(hash_value: int, group: set[bytes], dirs: list[_HashedDir]) -> 
 
 
 def _substitute(
-    directory: str, known: dict[bytes, bytes], hashes: dict[bytes, int | None]
-) -> _HashedDir | None:
+    directory: str, known: "dict[bytes, bytes]", hashes: "dict[bytes, int | None]"
+) -> "_HashedDir | None":
     """*directory* as a lazy stand-in for bundle certificates, if it can only
     ever give certificates of the bundle (*hashes*: each bundle certificate
     with its subject hash): every hashed entry is a regular file of plain
@@ -708,8 +709,8 @@ def _substitute(
 
 
 def _eager(
-    texts: list[bytes], dirs: list[_HashedDir], written: dict[bytes, bytes]
-) -> tuple[list[bytes], _HashedDir | None, bool]:
+    texts: "list[bytes]", dirs: "list[_HashedDir]", written: "dict[bytes, bytes]"
+) -> "tuple[list[bytes], _HashedDir | None, bool]":
     """The bundle certificates (clean base64 text) to load eagerly, those a
     look-up by name in *dirs* would not give exactly; a substitute directory
     (see SUBSTITUTE_DIRS) that lets more of them be looked up lazily, or
@@ -725,7 +726,7 @@ def _eager(
         if hash_value is not None:
             groups.setdefault(hash_value, set()).add(text)
 
-    def eager_with(candidates: list[_HashedDir]) -> list[bytes]:
+    def eager_with(candidates: "list[_HashedDir]") -> "list[bytes]":
         lazy: set[bytes] = set()
         for hash_value, group in groups.items():
             if _group_found(hash_value, group, candidates):
@@ -751,7 +752,7 @@ def _eager(
 # -- the plan -------------------------------------------------------------------------------
 
 
-def _plan_for(cafile: str | None, dirs: list[str], fallback_ok: bool) -> StorePlan:
+def _plan_for(cafile: "str | None", dirs: "list[str]", fallback_ok: bool) -> "StorePlan":
     searched: list[str] = [*dirs] + ([cafile] if cafile is not None else [])
     plan = _plan_locations(cafile, dirs, "")
     if plan.empty and fallback_ok:
@@ -772,7 +773,7 @@ def _plan_for(cafile: str | None, dirs: list[str], fallback_ok: bool) -> StorePl
     return plan
 
 
-def _plan_locations(cafile: str | None, dirs: list[str], note: str) -> StorePlan:
+def _plan_locations(cafile: "str | None", dirs: "list[str]", note: str) -> "StorePlan":
     """The plan for one bundle and its directories (*note* goes into the
     summary of each)."""
     summary: list[str] = []
@@ -838,7 +839,7 @@ def _plan_locations(cafile: str | None, dirs: list[str], note: str) -> StorePlan
     return plan
 
 
-def _bundle_texts(bodies: list[bytes]) -> tuple[list[bytes], dict[bytes, bytes], int]:
+def _bundle_texts(bodies: "list[bytes]") -> "tuple[list[bytes], dict[bytes, bytes], int]":
     """The bundle's readable certificates as base64 text without white
     space, in order; each body as written -> its text; how many were
     damaged (skipped: one bad block must not cost the others their trust)."""
@@ -855,7 +856,7 @@ def _bundle_texts(bodies: list[bytes]) -> tuple[list[bytes], dict[bytes, bytes],
     return texts, written, damaged
 
 
-def _plan_key(cafile: str | None, dirs: list[str], explicit: bool) -> tuple[object, ...]:
+def _plan_key(cafile: "str | None", dirs: "list[str]", explicit: bool) -> "tuple[object, ...]":
     return (
         (_stat_key(cafile) if cafile else None),
         tuple(_stat_key(d) for d in dirs),
@@ -863,7 +864,7 @@ def _plan_key(cafile: str | None, dirs: list[str], explicit: bool) -> tuple[obje
     )
 
 
-def current_plan() -> StorePlan:
+def current_plan() -> "StorePlan":
     """The plan for the store as it is on disk now (cached per disk state:
     the bundle, OpenSSL's directories, and the substitute directories when
     the plan looked at them)."""
@@ -904,7 +905,7 @@ def current_plan() -> StorePlan:
 # -- the plan across processes (see _store_cache for why it is safe) ---------------
 
 
-def _dependency_paths(cafile: str | None, dirs: list[str]) -> list[str]:
+def _dependency_paths(cafile: "str | None", dirs: "list[str]") -> "list[str]":
     """Every file and directory a plan for these locations can depend on."""
     paths = [cafile] if cafile else []
     paths += dirs
@@ -918,7 +919,7 @@ def _cache_name(locations: str) -> str:
     return f"{crc32(locations.encode('utf-8', 'surrogateescape')):08x}"
 
 
-def _beyond_openssl(plan: StorePlan, cafile: str | None, dirs: list[str]) -> bool:
+def _beyond_openssl(plan: "StorePlan", cafile: "str | None", dirs: "list[str]") -> bool:
     """Whether *plan* uses a location other than OpenSSL's own (a
     distribution's hashed copy, the fallback list)."""
     own = {cafile, None}
@@ -934,7 +935,7 @@ def _written_by_root() -> bool:
 
 
 def _plan_to_cache(
-    locations: str, state: str, plan: StorePlan, cafile: str | None, dirs: list[str]
+    locations: str, state: str, plan: "StorePlan", cafile: "str | None", dirs: "list[str]"
 ) -> None:
     if _beyond_openssl(plan, cafile, dirs) and not _written_by_root():
         return  # _plan_from_cache would not take it from this user's cache
@@ -956,8 +957,8 @@ def _plan_to_cache(
 
 
 def _plan_from_cache(
-    locations: str, state: str, cafile: str | None, dirs: list[str]
-) -> StorePlan | None:
+    locations: str, state: str, cafile: "str | None", dirs: "list[str]"
+) -> "StorePlan | None":
     """The plan saved for these locations while every path it depends on
     is as it is now; None for anything else.  OpenSSL's own bundle and
     directories are accepted from this user's cache, the other locations of
@@ -1016,7 +1017,7 @@ def _plan_from_cache(
     return plan
 
 
-def _load_der_list(ctx: ssl.SSLContext, ders: tuple[bytes, ...]) -> None:
+def _load_der_list(ctx: "ssl.SSLContext", ders: "tuple[bytes, ...]") -> None:
     load = _ssl._SSLContext.load_verify_locations
     try:
         load(ctx, None, None, b"".join(ders))
@@ -1029,7 +1030,7 @@ def _load_der_list(ctx: ssl.SSLContext, ders: tuple[bytes, ...]) -> None:
                 continue
 
 
-def load_os_trust(ctx: ssl.SSLContext, plan: StorePlan | None = None) -> bool:
+def load_os_trust(ctx: "ssl.SSLContext", plan: "StorePlan | None" = None) -> bool:
     """Load the OS store into *ctx* (as *plan* found it, default: as it is
     now); False when nothing could be loaded.
 
@@ -1065,10 +1066,10 @@ def describe_store() -> str:
 # -- the store's content (for _trust: "public root", and what contexts report) --
 
 _content_lock = _thread.allocate_lock()
-_content_cache: dict[tuple[object, ...], tuple[bytes, ...]] = {}
+_content_cache: "dict[tuple[object, ...], tuple[bytes, ...]]" = {}
 
 
-def store_certificates() -> tuple[tuple[object, ...], tuple[bytes, ...]]:
+def store_certificates() -> "tuple[tuple[object, ...], tuple[bytes, ...]]":
     """The OS store's bundle certificates as DER, with the disk state they
     were read from; used (once per state) to recognise publicly trusted
     roots.  The hashed directories are not read: distributions generate
@@ -1101,7 +1102,7 @@ def store_certificates() -> tuple[tuple[object, ...], tuple[bytes, ...]]:
     return key, content
 
 
-def report_into(ctx: ssl.SSLContext) -> None:
+def report_into(ctx: "ssl.SSLContext") -> None:
     """Load into *ctx* what ``set_default_verify_paths()`` would make
     ``get_ca_certs()`` list: the bundle's certificates (OpenSSL lists a
     hashed directory's only once a handshake looked them up, and so do we:

@@ -38,8 +38,9 @@ Nothing here runs per connection once a context is settled: the facade
 checks one attribute (``ContextTrust.settled``).
 """
 
-from __future__ import annotations
-
+# Annotations that are not builtins are quoted instead of ``from __future__
+# import annotations``: __future__ is a module import of its own, paid at the
+# first context of every process (issue 13).
 import _ssl
 import _thread
 import os
@@ -81,13 +82,13 @@ class BundleVerdict:
 
     __slots__ = ("general", "private_ders", "size")
 
-    def __init__(self, general: bool, private_ders: tuple[bytes, ...], size: int) -> None:
+    def __init__(self, general: bool, private_ders: "tuple[bytes, ...]", size: int) -> None:
         self.general = general  # a general-purpose public bundle ("the defaults")
         self.private_ders = private_ders  # its certificates that are not public roots
         self.size = size  # certificates in it
 
 
-_found_by_spec: dict[str, str | None] = {}
+_found_by_spec: "dict[str, str | None]" = {}
 
 # (package, the bundle's path inside it)
 _REFERENCE_BUNDLES = (
@@ -96,7 +97,7 @@ _REFERENCE_BUNDLES = (
 )
 
 
-def reference_bundle_paths() -> tuple[str, ...]:
+def reference_bundle_paths() -> "tuple[str, ...]":
     """certifi's ``cacert.pem`` (and pip's vendored copy), located without
     importing anything: from the module when it is already imported (the
     usual case: a program that loads certifi's bundle asked certifi where it
@@ -121,7 +122,7 @@ def reference_bundle_paths() -> tuple[str, ...]:
     return tuple(paths)
 
 
-def _spec_location(package: str) -> str | None:
+def _spec_location(package: str) -> "str | None":
     import importlib.util
 
     try:
@@ -133,7 +134,7 @@ def _spec_location(package: str) -> str | None:
     return next(iter(spec.submodule_search_locations), None)
 
 
-def _stat_key(path: str) -> tuple[object, ...] | None:
+def _stat_key(path: str) -> "tuple[object, ...] | None":
     try:
         st = os.stat(path)
     except (OSError, ValueError):
@@ -143,7 +144,7 @@ def _stat_key(path: str) -> tuple[object, ...] | None:
     return (path, st.st_ino, st.st_dev, st.st_size, st.st_mtime_ns)
 
 
-def _read_regular(path: str, limit: int) -> bytes | None:
+def _read_regular(path: str, limit: int) -> "bytes | None":
     """A regular file's bytes (never blocks on a FIFO or a device)."""
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
@@ -161,7 +162,7 @@ def _read_regular(path: str, limit: int) -> bytes | None:
     return data if len(data) <= limit else None
 
 
-def _plain_pem_ders(data: bytes) -> list[bytes] | None:
+def _plain_pem_ders(data: bytes) -> "list[bytes] | None":
     """Every CERTIFICATE block as DER; None if the file holds anything else
     (TRUSTED CERTIFICATE, CRLs, keys) or a damaged block: then only
     OpenSSL's own loader gives it its exact meaning."""
@@ -178,11 +179,11 @@ def _plain_pem_ders(data: bytes) -> list[bytes] | None:
 
 
 _cache_lock = _thread.allocate_lock()
-_verdicts: dict[tuple[object, ...], BundleVerdict | None] = {}
-_references: dict[tuple[object, ...], frozenset[bytes]] = {}
+_verdicts: "dict[tuple[object, ...], BundleVerdict | None]" = {}
+_references: "dict[tuple[object, ...], frozenset[bytes]]" = {}
 
 
-def _public_reference(backend: Any) -> tuple[tuple[object, ...], frozenset[bytes]]:
+def _public_reference(backend: "Any") -> "tuple[tuple[object, ...], frozenset[bytes]]":
     """Certificates that are publicly trusted roots: the OS store's and any
     installed certifi's, with the disk state they were read from."""
     store_key, store_ders = backend.store_certificates()
@@ -205,7 +206,7 @@ def _public_reference(backend: Any) -> tuple[tuple[object, ...], frozenset[bytes
     return key, reference
 
 
-def _classify_uncached(path: str, public: frozenset[bytes]) -> BundleVerdict | None:
+def _classify_uncached(path: str, public: "frozenset[bytes]") -> "BundleVerdict | None":
     data = _read_regular(path, _MAX_BUNDLE_BYTES)
     if data is None:
         return None
@@ -221,13 +222,13 @@ def _classify_uncached(path: str, public: frozenset[bytes]) -> BundleVerdict | N
     return BundleVerdict(general, private, len(unique))
 
 
-def _same_file(a: tuple[object, ...] | None, b: tuple[object, ...] | None) -> bool:
+def _same_file(a: "tuple[object, ...] | None", b: "tuple[object, ...] | None") -> bool:
     # (path, inode, device, size, mtime): the same file under another name
     # (a symlink, a relative path) is the same file.
     return a is not None and b is not None and a[1:] == b[1:]
 
 
-def _classify_reference(path: str) -> BundleVerdict | None:
+def _classify_reference(path: str) -> "BundleVerdict | None":
     data = _read_regular(path, _MAX_BUNDLE_BYTES)
     if data is None or _openssl.certificate_bodies(data) is None:
         return None
@@ -241,7 +242,7 @@ def _classify_reference(path: str) -> BundleVerdict | None:
     return BundleVerdict(True, (), count)
 
 
-def classify_bundle(path: str, backend: Any) -> BundleVerdict | None:
+def classify_bundle(path: str, backend: "Any") -> "BundleVerdict | None":
     """Is *path* a general-purpose public bundle?  None when it cannot be
     judged (unreadable, not plain PEM certificates): then it is ordinary CA
     material and OpenSSL loads it as given.
@@ -296,7 +297,7 @@ def _subject_hash_matches(der: bytes, name: str) -> bool:
     return value is not None and f"{value:08x}" == name.split(".", 1)[0]
 
 
-def capath_anchor_ders(capath: Any) -> list[bytes]:
+def capath_anchor_ders(capath: "Any") -> "list[bytes]":
     """What OpenSSL's look-up could find in *capath* (os.pathsep-separated
     directories, as OpenSSL's X509_LOOKUP_add_dir takes them)."""
     ders: list[bytes] = []
@@ -317,7 +318,7 @@ def capath_anchor_ders(capath: Any) -> list[bytes]:
     return ders
 
 
-def collect_anchor_ders(cafile: Any, capath: Any, cadata: Any) -> list[bytes]:
+def collect_anchor_ders(cafile: "Any", capath: "Any", cadata: "Any") -> "list[bytes]":
     """DER of the certificates the native context just accepted.
 
     Only called after OpenSSL loaded the same inputs without error, so the
@@ -341,7 +342,7 @@ def collect_anchor_ders(cafile: Any, capath: Any, cadata: Any) -> list[bytes]:
 # -- per-context state ---------------------------------------------------------------
 
 
-def _load_os_into(context: ssl.SSLContext, backend: Any, plan: Any) -> bool:
+def _load_os_into(context: "ssl.SSLContext", backend: "Any", plan: "Any") -> bool:
     """Load the OS store (as *plan* found it) into the native context."""
     return bool(backend.load_os_trust(context, plan))
 
@@ -389,7 +390,7 @@ class ContextTrust:
         self._anchors: list[bytes] = []
 
     # -- what the program asks for -------------------------------------------
-    def ask_defaults(self, context: ssl.SSLContext, backend: Any) -> None:
+    def ask_defaults(self, context: "ssl.SSLContext", backend: "Any") -> None:
         """``load_default_certs()`` / ``set_default_verify_paths()`` / a public
         bundle: the OS store, as it is now."""
         plan = None
@@ -408,7 +409,7 @@ class ContextTrust:
             else:
                 self._pending_plans.append(plan)  # loaded at first use (see settle)
 
-    def add_material(self, context: ssl.SSLContext, anchors: list[bytes]) -> None:
+    def add_material(self, context: "ssl.SSLContext", anchors: "list[bytes]") -> None:
         """``load_verify_locations()`` succeeded; *anchors* are its certificates
         (intercepting backends only: elsewhere the native store holds them)."""
         with self.lock:
@@ -418,13 +419,13 @@ class ContextTrust:
                 self._configure(context)
 
     @property
-    def anchors(self) -> tuple[bytes, ...]:
+    def anchors(self) -> "tuple[bytes, ...]":
         """The certificates loaded as anchors (intercepting backends)."""
         return tuple(self._anchors)
 
     # -- first uses -------------------------------------------------------------
     def settle_client(
-        self, context: ssl.SSLContext, backend: Any, start_intercepting: Any = None
+        self, context: "ssl.SSLContext", backend: "Any", start_intercepting: "Any" = None
     ) -> None:
         """The first client-side use: decide whether the OS store is in.
 
@@ -460,7 +461,7 @@ class ContextTrust:
                 self.os_unasked = True
             self.settled = True
 
-    def check_server(self, context: ssl.SSLContext, backend: Any, verifying: bool) -> None:
+    def check_server(self, context: "ssl.SSLContext", backend: "Any", verifying: bool) -> None:
         """A server-side use: the owner's CAs only, as the stdlib."""
         with self.lock:
             if verifying and context.__dict__.get("_intercept") is True:
@@ -484,25 +485,25 @@ class ContextTrust:
 
     # -- internals ----------------------------------------------------------------
     @staticmethod
-    def _has(plans: list[Any], plan: Any) -> bool:
+    def _has(plans: "list[Any]", plan: "Any") -> bool:
         return plan is not None and any(p is plan or p == plan for p in plans)
 
-    def _load(self, context: ssl.SSLContext, backend: Any, plan: Any) -> None:
+    def _load(self, context: "ssl.SSLContext", backend: "Any", plan: "Any") -> None:
         if self._has(self._loaded_plans, plan):
             return
         self.os_empty = not _load_os_into(context, backend, plan)
         self._loaded_plans.append(plan)
 
-    def _load_pending(self, context: ssl.SSLContext, backend: Any) -> None:
+    def _load_pending(self, context: "ssl.SSLContext", backend: "Any") -> None:
         plans, self._pending_plans = self._pending_plans, []
         for plan in plans:
             self._load(context, backend, plan)
 
-    def attach(self, context: Any) -> None:
+    def attach(self, context: "Any") -> None:
         """The context's verifier was just made: tell it the anchors."""
         self._configure(context)
 
-    def _configure(self, context: Any) -> None:
+    def _configure(self, context: "Any") -> None:
         verifier = getattr(context, "_verifier", None)
         if verifier is not None:
             verifier.set_extra_anchors(list(self._anchors), exclusive=not self.system_roots)
@@ -520,7 +521,7 @@ class ContextTrust:
             return not self.loaded_material and not self.served_verifying
 
 
-def report_context(context: ssl.SSLContext, backend: Any, std_class: Any) -> Any:
+def report_context(context: "ssl.SSLContext", backend: "Any", std_class: "Any") -> "Any":
     """A plain context holding what *context* trusts, for ``get_ca_certs()``
     and ``cert_store_stats()``: its own certificates plus, when the OS store
     is (or will be) part of its trust, the store's, read now.  None when the

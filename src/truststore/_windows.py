@@ -42,8 +42,9 @@ Microsoft documentation for every call is cited next to its prototype
 (https://learn.microsoft.com/en-us/windows/win32/api/wincrypt/).
 """
 
-from __future__ import annotations
-
+# Annotations that are not builtins are quoted instead of ``from __future__
+# import annotations``: __future__ is a module import of its own, paid at the
+# first context of every process (issue 13).
 import contextlib
 import ctypes
 import ipaddress
@@ -159,7 +160,7 @@ _REVOCATION_UNKNOWN_ERRORS = frozenset(
 # Windows text ("A required certificate is not within its validity period
 # when verifying against the current system clock or the timestamp in the
 # signed file.") speaks of signed files.  Code -> (name, text, OpenSSL code).
-_POLICY_ERRORS: dict[int, tuple[str, str, int]] = {
+_POLICY_ERRORS: "dict[int, tuple[str, str, int]]" = {
     CERT_E_EXPIRED: (
         "CERT_E_EXPIRED",
         "certificate has expired or is not yet valid",
@@ -288,7 +289,7 @@ _POLICY_ERRORS: dict[int, tuple[str, str, int]] = {
 }
 
 # dwErrorStatus bits, most telling first: (bit, name, text, OpenSSL code).
-_STATUS_ERRORS: tuple[tuple[int, str, str, int], ...] = (
+_STATUS_ERRORS: "tuple[tuple[int, str, str, int], ...]" = (
     (
         CERT_TRUST_IS_EXPLICIT_DISTRUST,
         "CERT_TRUST_IS_EXPLICIT_DISTRUST",
@@ -469,7 +470,7 @@ class CERT_CHAIN_ENGINE_CONFIG(Structure):
 # hExclusiveTrustedPeople (it is also the whole struct as Wine 8 defines it):
 # hExclusiveRoot is honoured there, dwExclusiveFlags is not.  Tests empty
 # this tuple to exercise the no-private-engine fallback.
-_ENGINE_CONFIG_SIZES: tuple[int, ...] = (
+_ENGINE_CONFIG_SIZES: "tuple[int, ...]" = (
     ctypes.sizeof(CERT_CHAIN_ENGINE_CONFIG),
     CERT_CHAIN_ENGINE_CONFIG.dwExclusiveFlags.offset,
 )
@@ -507,7 +508,7 @@ class CERT_CHAIN_POLICY_STATUS(Structure):
 class _Crypt32:
     """crypt32.dll with prototypes; made once, on first verification."""
 
-    def __init__(self, dll: Any) -> None:
+    def __init__(self, dll: "Any") -> None:
         # https://learn.microsoft.com/en-us/windows/win32/api/wincrypt/nf-wincrypt-certopenstore
         self.CertOpenStore = dll.CertOpenStore
         self.CertOpenStore.argtypes = [c_void_p, DWORD, c_void_p, DWORD, c_void_p]
@@ -574,11 +575,11 @@ class _Crypt32:
         self.CertVerifyTimeValidity.restype = LONG
 
 
-_crypt32: _Crypt32 | None = None
+_crypt32: "_Crypt32 | None" = None
 _crypt32_lock = threading.Lock()
 
 
-def _load_crypt32() -> _Crypt32:
+def _load_crypt32() -> "_Crypt32":
     """crypt32 with prototypes, loaded on first use (not at import: cheap start)."""
     global _crypt32
     with _crypt32_lock:
@@ -597,7 +598,7 @@ def _last_error() -> int:
     return 0
 
 
-def _os_error(call: str) -> OSError:
+def _os_error(call: str) -> "OSError":
     code = _last_error()
     return OSError(f"{call} failed (error 0x{code:08X})")
 
@@ -639,7 +640,7 @@ class _Counters:
 _counters = _Counters()
 
 
-def _close_store(api: _Crypt32, store: int) -> None:
+def _close_store(api: "_Crypt32", store: int) -> None:
     # CERT_CLOSE_STORE_CHECK_FLAG: FALSE means a certificate context from this
     # store was not freed (CRYPT_E_PENDING_CLOSE) -- a leak in our code.  The
     # store is still released once that context goes.
@@ -648,7 +649,7 @@ def _close_store(api: _Crypt32, store: int) -> None:
     _counters.closed()
 
 
-def _open_memory_store(api: _Crypt32) -> int:
+def _open_memory_store(api: "_Crypt32") -> int:
     store = api.CertOpenStore(CERT_STORE_PROV_MEMORY, 0, None, 0, None)
     if not store:
         raise _os_error("CertOpenStore")
@@ -656,7 +657,7 @@ def _open_memory_store(api: _Crypt32) -> int:
     return int(store)
 
 
-def _add_cert(api: _Crypt32, store: int, der: bytes, want_context: bool) -> Any:
+def _add_cert(api: "_Crypt32", store: int, der: bytes, want_context: bool) -> "Any":
     """Add DER *der* to *store*; return its context if asked (caller frees it)."""
     context = POINTER(CERT_CONTEXT)()
     ok = api.CertAddEncodedCertificateToStore(
@@ -675,7 +676,7 @@ def _add_cert(api: _Crypt32, store: int, der: bytes, want_context: bool) -> Any:
     return True
 
 
-def _encoded(element: Any) -> bytes:
+def _encoded(element: "Any") -> bytes:
     cert = element.pCertContext.contents
     return ctypes.string_at(cert.pbCertEncoded, cert.cbCertEncoded)
 
@@ -693,11 +694,11 @@ class _Failure:
         # reach a trusted root: extra anchors may still vouch for it.
         self.unknown_issuer = unknown_issuer
 
-    def error(self, host: str | None) -> ssl.SSLCertVerificationError:
+    def error(self, host: "str | None") -> "ssl.SSLCertVerificationError":
         return _common.verification_error(self.code, self.message, host)
 
 
-def _elements(chain_ctx: Any) -> list[Any]:
+def _elements(chain_ctx: "Any") -> "list[Any]":
     """The elements of the chain's last simple chain, leaf first."""
     ctx = chain_ctx.contents
     if ctx.cChain < 1:
@@ -706,7 +707,7 @@ def _elements(chain_ctx: Any) -> list[Any]:
     return [simple.rgpElement[i].contents for i in range(simple.cElement)]
 
 
-def _issuer_code(elements: list[Any], peer_ders: frozenset[bytes], status: int) -> int:
+def _issuer_code(elements: "list[Any]", peer_ders: "frozenset[bytes]", status: int) -> int:
     """OpenSSL's code for "no trusted root": 18, 19 or 20 as OpenSSL picks them."""
     if status & CERT_TRUST_IS_PARTIAL_CHAIN or not elements:
         return _common.X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY
@@ -717,7 +718,7 @@ def _issuer_code(elements: list[Any], peer_ders: frozenset[bytes], status: int) 
     return _common.X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY
 
 
-def _time_code(api: _Crypt32, elements: list[Any], index: int) -> tuple[int, str]:
+def _time_code(api: "_Crypt32", elements: "list[Any]", index: int) -> "tuple[int, str]":
     """Expired or not yet valid, from the flagged element's own dates."""
     candidates = [elements[index]] if 0 <= index < len(elements) else []
     candidates += [
@@ -733,7 +734,7 @@ def _time_code(api: _Crypt32, elements: list[Any], index: int) -> tuple[int, str
     return _common.X509_V_ERR_CERT_HAS_EXPIRED, "certificate has expired or is not yet valid"
 
 
-def _describe_policy_error(code: int) -> tuple[str, str, int]:
+def _describe_policy_error(code: int) -> "tuple[str, str, int]":
     known = _POLICY_ERRORS.get(code)
     if known is not None:
         return known
@@ -741,7 +742,7 @@ def _describe_policy_error(code: int) -> tuple[str, str, int]:
     return ("", text, _common.X509_V_ERR_UNSPECIFIED)
 
 
-def _status_error(status: int) -> tuple[int, str, str, int]:
+def _status_error(status: int) -> "tuple[int, str, str, int]":
     """The most telling error bit set in *status*, with our text for it."""
     for entry in _STATUS_ERRORS:
         if status & entry[0]:
@@ -755,16 +756,16 @@ def _with_code(text: str, code: int, name: str) -> str:
 
 
 def _judge(
-    api: _Crypt32,
-    chain_ctx: Any,
+    api: "_Crypt32",
+    chain_ctx: "Any",
     *,
-    peer_ders: frozenset[bytes],
-    policy_host: str | None,
-    ip_host: str | None,
+    peer_ders: "frozenset[bytes]",
+    policy_host: "str | None",
+    ip_host: "str | None",
     leaf: bytes,
-    anchors: frozenset[bytes] | None,
+    anchors: "frozenset[bytes] | None",
     fallback: bool,
-) -> _Failure | None:
+) -> "_Failure | None":
     """None when the built chain is trusted; else the reason."""
     elements = _elements(chain_ctx)
     status = int(chain_ctx.contents.TrustStatus.dwErrorStatus) & ~CERT_TRUST_IS_NOT_TIME_NESTED
@@ -848,12 +849,12 @@ def _judge(
 _OID_SUBJECT_ALT_NAME = b"\x06\x03\x55\x1d\x11"  # 2.5.29.17, tag and length included
 
 
-def _tlv(data: bytes, pos: int) -> tuple[int, int, int]:
+def _tlv(data: bytes, pos: int) -> "tuple[int, int, int]":
     """(tag, value start, value end) of the DER element at *pos*."""
     return _common.der_element(data, pos)
 
 
-def _children(data: bytes, start: int, end: int) -> list[tuple[int, int, int, int]]:
+def _children(data: bytes, start: int, end: int) -> "list[tuple[int, int, int, int]]":
     """(tag, value start, value end, element start) of each child."""
     out = []
     pos = start
@@ -864,7 +865,7 @@ def _children(data: bytes, start: int, end: int) -> list[tuple[int, int, int, in
     return out
 
 
-def leaf_ip_addresses(der: bytes) -> list[bytes]:
+def leaf_ip_addresses(der: bytes) -> "list[bytes]":
     """Packed iPAddress entries of the certificate's subjectAltName.
 
     Only what a name check needs: Certificate -> tbsCertificate ->
@@ -922,7 +923,7 @@ class _Anchors:
     keeps its own reference), so no lock is held across chain building.
     """
 
-    def __init__(self, ders: Sequence[bytes]) -> None:
+    def __init__(self, ders: "Sequence[bytes]") -> None:
         self.ders = tuple(dict.fromkeys(bytes(d) for d in ders))
         self.set = frozenset(self.ders)
         self._lock = threading.Lock()
@@ -936,7 +937,7 @@ class _Anchors:
         # engine plus a root check (see Verifier._evaluate).
         self.config_size = 0
 
-    def engine(self, api: _Crypt32) -> int | None:
+    def engine(self, api: "_Crypt32") -> "int | None":
         with self._lock:
             if not self._built:
                 self._built = True
@@ -944,7 +945,7 @@ class _Anchors:
                 self._build(api)
             return self._engine
 
-    def _build(self, api: _Crypt32) -> None:
+    def _build(self, api: "_Crypt32") -> None:
         store = _open_memory_store(api)
         engine = None
         try:
@@ -959,7 +960,7 @@ class _Anchors:
         self._engine = engine
         self._store = store
 
-    def _create_engine(self, api: _Crypt32, store: int) -> int | None:
+    def _create_engine(self, api: "_Crypt32", store: int) -> "int | None":
         """A chain engine whose exclusive roots are the anchors in *store*."""
         added = 0
         for der in self.ders:
@@ -1020,7 +1021,7 @@ class Verifier:
         self._anchors: _Anchors | None = None
         self._exclusive = False
 
-    def set_extra_anchors(self, ders: Sequence[bytes], *, exclusive: bool = False) -> None:
+    def set_extra_anchors(self, ders: "Sequence[bytes]", *, exclusive: bool = False) -> None:
         """Trust *ders* (the full list) in addition to the system store or,
         with *exclusive*, instead of it (a pinned context: only a chain that
         ends at one of them is trusted, built by the exclusive-root engine)."""
@@ -1032,8 +1033,8 @@ class Verifier:
 
     def verify(
         self,
-        chain: Sequence[bytes],
-        host: str | None,
+        chain: "Sequence[bytes]",
+        host: "str | None",
         *,
         check_hostname: bool,
         verify_flags: int,
@@ -1052,7 +1053,7 @@ class Verifier:
             ) from exc
 
     def _verify(
-        self, chain: Sequence[bytes], host: str | None, check_hostname: bool, verify_flags: int
+        self, chain: "Sequence[bytes]", host: "str | None", check_hostname: bool, verify_flags: int
     ) -> None:
         ders = [bytes(d) for d in chain]
         if not ders:
@@ -1114,16 +1115,16 @@ class Verifier:
 
     def _evaluate(
         self,
-        api: _Crypt32,
-        engine: int | None,
-        ders: list[bytes],
-        policy_host: str | None,
-        ip_host: str | None,
+        api: "_Crypt32",
+        engine: "int | None",
+        ders: "list[bytes]",
+        policy_host: "str | None",
+        ip_host: "str | None",
         flags: int,
         *,
-        anchors: _Anchors | None,
+        anchors: "_Anchors | None",
         fallback: bool,
-    ) -> _Failure | None:
+    ) -> "_Failure | None":
         """Build and judge the chain of ders[0] with *engine* (None: the default)."""
         store = _open_memory_store(api)
         try:
@@ -1184,7 +1185,7 @@ class Verifier:
             _close_store(api, store)
 
 
-def store_certificates() -> tuple[tuple[object, ...], tuple[bytes, ...]]:
+def store_certificates() -> "tuple[tuple[object, ...], tuple[bytes, ...]]":
     """The ROOT store's certificates (what CryptoAPI chains end at), as
     CPython's ``ssl.enum_certificates("ROOT")`` lists them (CertOpenStore
     over the CurrentUser and LocalMachine ROOT stores): DER, trusted for
@@ -1211,6 +1212,6 @@ def describe_store() -> str:
     return "Windows certificate store (CryptoAPI, CurrentUser + LocalMachine ROOT)"
 
 
-def live_native_objects() -> tuple[int, int]:
+def live_native_objects() -> "tuple[int, int]":
     """(objects open now, stores closed while still referenced) -- for tests."""
     return _counters.live, _counters.leaks
