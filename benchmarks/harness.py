@@ -411,6 +411,9 @@ class Bench:
             found.append(("bare", bare, {"ca_certs": self.bare_bundle}, {}))
         else:
             found.append(("bare", bare, {}, {"REQUESTS_CA_BUNDLE": self.bare_bundle}))
+        # The floor: the same first request with verification off (no trust
+        # work at all, no certifi), which no verifying variant can beat.
+        found.append(("no-verify", bare, {"insecure": True}, {}))
         found += [
             ("ours", self.envs["ours"], {}, self.os_store_environ("file+dir")),
             ("ours-bundle-only", self.envs["ours"], {}, self.os_store_environ("file")),

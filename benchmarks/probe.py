@@ -59,27 +59,35 @@ def _is_verify_failure(exc: BaseException) -> bool:
 # -- HTTP clients, a new pool/session per request ----------------------------
 
 
-def _urllib3_once(url: str, ca_certs: str | None) -> None:
+def _urllib3_once(url: str, ca_certs: str | None, insecure: bool = False) -> None:
     import urllib3
 
     kwargs: dict[str, Any] = {"ca_certs": ca_certs} if ca_certs else {}
+    if insecure:
+        urllib3.disable_warnings()
+        kwargs = {"cert_reqs": "CERT_NONE"}
     with urllib3.PoolManager(**kwargs) as pool:
         response = pool.request("GET", url, retries=False, timeout=IO_TIMEOUT)
     if response.status != 200:
         raise RuntimeError(f"unexpected status {response.status}")
 
 
-def _requests_once(url: str, ca_certs: str | None) -> None:
+def _requests_once(url: str, ca_certs: str | None, insecure: bool = False) -> None:
     import requests
 
     # REQUESTS_CA_BUNDLE (set by the orchestrator for bare) is honoured by
     # the Session itself, exactly as in a user's program.
     with requests.Session() as session:
+        if insecure:
+            import urllib3
+
+            urllib3.disable_warnings()
+            session.verify = False
         response = session.get(url, timeout=IO_TIMEOUT)
     response.raise_for_status()
 
 
-def _httpx_client(ca_certs: str | None) -> Any:
+def _httpx_client(ca_certs: str | None, insecure: bool = False) -> Any:
     """A new ``httpx.Client`` as a program makes it.
 
     ``trust_env=False``: the orchestrator's SSL_CERT_FILE/SSL_CERT_DIR stand
@@ -87,24 +95,33 @@ def _httpx_client(ca_certs: str | None) -> Any:
     otherwise load that file itself, which it does not do on a machine where
     they are unset (it loads certifi).  With *ca_certs* (bare: certifi plus
     the benchmark CA) the context is made per client from that file, which
-    is what httpx does with certifi's file by default.
+    is what httpx does with certifi's file by default; and as httpx does,
+    it first asks ``certifi.where()`` for that file (the first call of a
+    process imports importlib.resources, ~2 ms, which ours pays too).
+    *insecure*: verification off (``verify=False``), the floor that no
+    verifying configuration can go under.
     """
     import httpx
 
+    if insecure:
+        return httpx.Client(trust_env=False, verify=False)
     if ca_certs:
         import ssl
 
+        import certifi
+
+        certifi.where()
         return httpx.Client(trust_env=False, verify=ssl.create_default_context(cafile=ca_certs))
     return httpx.Client(trust_env=False)
 
 
-def _httpx_once(url: str, ca_certs: str | None) -> None:
-    with _httpx_client(ca_certs) as client:
+def _httpx_once(url: str, ca_certs: str | None, insecure: bool = False) -> None:
+    with _httpx_client(ca_certs, insecure) as client:
         response = client.get(url, timeout=IO_TIMEOUT)
     response.raise_for_status()
 
 
-CLIENTS: dict[str, Callable[[str, str | None], None]] = {
+CLIENTS: dict[str, Callable[[str, str | None, bool], None]] = {
     "urllib3": _urllib3_once,
     "requests": _requests_once,
     "httpx": _httpx_once,
@@ -140,12 +157,12 @@ def mode_preflight(spec: dict[str, Any]) -> dict[str, Any]:
     checks: dict[str, str] = {}
     for client, once in CLIENTS.items():
         try:
-            once(spec["trusted_url"], spec.get("ca_certs"))
+            once(spec["trusted_url"], spec.get("ca_certs"), False)
             checks[f"{client} trusted"] = "ok"
         except Exception as exc:
             checks[f"{client} trusted"] = f"FAILED: {exc!r}"
         try:
-            once(spec["untrusted_url"], spec.get("ca_certs"))
+            once(spec["untrusted_url"], spec.get("ca_certs"), False)
             checks[f"{client} untrusted"] = "FAILED: an untrusted certificate was accepted"
         except Exception as exc:
             checks[f"{client} untrusted"] = (
@@ -165,19 +182,20 @@ def mode_conn(spec: dict[str, Any]) -> dict[str, Any]:
     """Row 2: one HTTPS request per new PoolManager / Session."""
     once = CLIENTS[spec["client"]]
     url, ca_certs = spec["url"], spec.get("ca_certs")
+    insecure = bool(spec.get("insecure", False))
     # Import the client first: "first request" is the first connection of a
     # process that has its libraries loaded (the public truststore's
     # inject_into_ssl() has already imported urllib3, the others not).
     __import__(spec["client"])
     start, start_cpu = _now(), _cpu()
-    once(url, ca_certs)
+    once(url, ca_certs, insecure)
     first, first_cpu = _now() - start, _cpu() - start_cpu
     times: list[float] = []
     cpu: list[float] = []
     deadline = _now() + spec["budget_s"]
     while len(times) < spec["n"] and (_now() < deadline or len(times) < spec["min_n"]):
         t0, c0 = _now(), _cpu()
-        once(url, ca_certs)
+        once(url, ca_certs, insecure)
         times.append(_ms(_now() - t0))
         cpu.append(_ms(_cpu() - c0))
     return {

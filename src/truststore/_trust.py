@@ -144,22 +144,9 @@ def _stat_key(path: str) -> "tuple[object, ...] | None":
     return (path, st.st_ino, st.st_dev, st.st_size, st.st_mtime_ns)
 
 
-def _read_regular(path: str, limit: int) -> "bytes | None":
-    """A regular file's bytes (never blocks on a FIFO or a device)."""
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-    except (OSError, ValueError):
-        return None
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return None
-        with os.fdopen(fd, "rb", closefd=False) as f:
-            data = f.read(limit + 1)
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
-    return data if len(data) <= limit else None
+# One reader for every file of CA material, _openssl's: a non-blocking open,
+# fstat before any read, and one read of the whole file in the common case.
+_read_regular = _openssl._read_regular
 
 
 def _plain_pem_ders(data: bytes) -> "list[bytes] | None":
@@ -230,11 +217,12 @@ def _same_file(a: "tuple[object, ...] | None", b: "tuple[object, ...] | None") -
 
 def _classify_reference(path: str) -> "BundleVerdict | None":
     data = _read_regular(path, _MAX_BUNDLE_BYTES)
-    if data is None or _openssl.certificate_bodies(data) is None:
+    bodies = _openssl.certificate_bodies(data) if data is not None else None
+    if not bodies:
         return None
-    count = data.count(b"-----BEGIN CERTIFICATE-----")
-    if not count:
-        return None
+    # Complete blocks only (what certificate_bodies keeps): a truncated one
+    # counts for nothing towards "general-purpose".
+    count = len(bodies)
     # A certifi whose cacert.pem was replaced by a few private CAs (a known
     # way to pin requests) stays a pin: the size rule still applies.
     if count < GENERAL_MIN_CERTS:
