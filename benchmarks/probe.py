@@ -62,10 +62,9 @@ def _is_verify_failure(exc: BaseException) -> bool:
 def _urllib3_once(url: str, ca_certs: str | None, insecure: bool = False) -> None:
     import urllib3
 
-    kwargs: dict[str, Any] = {"ca_certs": ca_certs} if ca_certs else {}
     if insecure:
-        urllib3.disable_warnings()
-        kwargs = {"cert_reqs": "CERT_NONE"}
+        raise ValueError("no verification-off variant for urllib3 (see harness.conn_variants)")
+    kwargs: dict[str, Any] = {"ca_certs": ca_certs} if ca_certs else {}
     with urllib3.PoolManager(**kwargs) as pool:
         response = pool.request("GET", url, retries=False, timeout=IO_TIMEOUT)
     if response.status != 200:
@@ -77,12 +76,9 @@ def _requests_once(url: str, ca_certs: str | None, insecure: bool = False) -> No
 
     # REQUESTS_CA_BUNDLE (set by the orchestrator for bare) is honoured by
     # the Session itself, exactly as in a user's program.
+    if insecure:
+        raise ValueError("no verification-off variant for requests (see harness.conn_variants)")
     with requests.Session() as session:
-        if insecure:
-            import urllib3
-
-            urllib3.disable_warnings()
-            session.verify = False
         response = session.get(url, timeout=IO_TIMEOUT)
     response.raise_for_status()
 
