@@ -46,9 +46,9 @@ if TYPE_CHECKING:
 # connection state) is imported at the first context, not here: this module
 # is loaded by every ``import ssl`` of an injected interpreter, and most
 # programs that import ssl (through urllib.request, http.client, asyncio...)
-# never make a context.  Until then each of these globals is a _Deferred
-# that imports them all on its first attribute read and rebinds the globals
-# to the modules themselves, so later code pays nothing for the laziness.
+# never make a context.  Until then each of these globals is a stand-in
+# (_stand_in) that imports them all on its first attribute read and rebinds
+# the globals to the modules themselves, so later code pays nothing for the laziness.
 _BACKEND_MODULE = (
     "truststore._windows"
     if sys.platform == "win32"
@@ -112,25 +112,27 @@ def _stdlib_instead(exc: Exception) -> None:
             ssl.SSLContext = _StdSSLContext  # type: ignore[misc]
 
 
-class _Deferred:
-    """A module global of _DEFERRED until its first use (see there)."""
+def _stand_in(module_name: str) -> "Any":
+    """A module global of _DEFERRED until its first use (see there): an
+    empty module of that name whose PEP 562 ``__getattr__`` loads them all.
+    A module object, not an instance of a class of ours, because this runs
+    at ``import ssl`` and creating a class costs ~0.05 ms.  Dunder names
+    (``repr()`` asks for ``__file__``) do not load anything."""
+    stand_in = type(sys)(module_name, "Stands in for the module until its first use.")
 
-    __slots__ = ("_module_name",)
-
-    def __init__(self, module_name: str) -> None:
-        self._module_name = module_name
-
-    def __getattr__(self, attribute: str) -> "Any":
+    def __getattr__(attribute: str) -> "Any":
+        if attribute.startswith("__") and attribute.endswith("__"):
+            raise AttributeError(attribute)
         try:
             _load_deferred()
         except AttributeError as exc:
             # Not "no such attribute": getattr(x, name, default) and
             # hasattr() must not hide a module that failed to load.
-            raise ImportError(f"cannot import {self._module_name}: {exc!r}") from exc
-        return getattr(sys.modules[self._module_name], attribute)
+            raise ImportError(f"cannot import {module_name}: {exc!r}") from exc
+        return getattr(sys.modules[module_name], attribute)
 
-    def __repr__(self) -> str:
-        return f"<{self._module_name}, imported at its first use>"
+    stand_in.__getattr__ = __getattr__  # type: ignore[method-assign]
+    return stand_in
 
 
 def _check_deferred_present() -> None:
@@ -155,7 +157,7 @@ def _check_deferred_present() -> None:
 _check_deferred_present()
 if not TYPE_CHECKING:
     for _global_name, _module_name in _DEFERRED:
-        globals()[_global_name] = _Deferred(_module_name)
+        globals()[_global_name] = _stand_in(_module_name)
     del _global_name, _module_name
 
 __all__ = ["SSLContext", "extract_from_ssl", "inject_into_ssl"]
