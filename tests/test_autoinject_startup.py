@@ -455,6 +455,7 @@ def test_wheel_puts_the_pth_and_start_at_the_root_of_site_packages(wheel: Path) 
         entry_points = zf.read(record_name.replace("RECORD", "entry_points.txt")).decode()
     assert "truststore/_hook.py" in names and "truststore_autoinject.py" in names
     assert "truststore_autoinject_rules.py" in names
+    assert "truststore_autoinject_config.py" in names
     # One line; site executes a .pth line only if it starts with "import".
     assert pth.count("\n") == 1 and pth.startswith("import ")
     assert "truststore_autoinject" in pth
@@ -474,13 +475,14 @@ def _leftovers(venv: Venv) -> list[str]:
 def test_pip_uninstall_leaves_nothing_behind(fresh_venv: Callable[[], Venv]) -> None:
     venv = fresh_venv()
     installed = _leftovers(venv)
-    assert len(installed) == 7, installed
+    assert len(installed) == 8, installed
     assert installed.count("truststore") == 2  # the package and bin/truststore
     assert re.fullmatch(r"truststore_auto-[^-]+\.dist-info", installed[2]), installed
     assert installed[3:] == [
         "truststore_autoinject.pth",
         "truststore_autoinject.py",
         "truststore_autoinject.start",
+        "truststore_autoinject_config.py",
         "truststore_autoinject_rules.py",
     ]
     result = subprocess.run(
