@@ -2,9 +2,9 @@
 the socket classes that run that verification after the handshake.
 
 A context (``_api.SSLContext``) decides *what* is trusted; this module decides
-*when*: each connection gets a ``Pending`` record when its SSL object is made,
-and its handshake is followed by exactly one verification through the
-context.  The record's state goes pending -> verifying -> verified | failed,
+*when*: each connection gets a ``Pending`` record when its SSL object is made
+(``before_wrap``), and its handshake is followed by exactly one verification
+with the context's verifier (``verify_peer``).  The record's state goes pending -> verifying -> verified | failed,
 under its own lock: every method that moves application bytes (and
 ``do_handshake``) runs the handshake and verification if nobody has, waits
 while another thread verifies, and raises once the connection failed.  So no
