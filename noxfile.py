@@ -91,6 +91,7 @@ def typecheck(session: nox.Session) -> None:
             "src/truststore",
             "src/truststore_autoinject.pyi",
             "src/truststore_autoinject_rules.py",
+            "src/truststore_autoinject_config.py",
         )
 
 

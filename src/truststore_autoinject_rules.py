@@ -1,26 +1,27 @@
-"""truststore-auto's start-up rules beyond the gate's common cases, and the
-import hook that injects when ``ssl`` loads."""
+"""truststore-auto's import hook, which injects when ``ssl`` loads, and the
+entry to the full start-up rules."""
 
-# truststore_autoinject (the gate, run at every start) decides the common
-# starts by itself and imports this module only for the rest: a switch
-# variable that is not exactly an off word, a config that is not one of the
-# forms `enable`/`disable` write, an install outside sys.prefix, an internal
-# error, and the first watched import (ssl, urllib3's and requests' TLS
-# modules), where it is the one module of ours to load before the library's.
-# Before anything of the ``truststore`` package runs, find_package() makes
-# sure, without executing it, that the package an import would load is
-# truststore-auto's own: the public ``truststore`` distribution ships the same
-# top-level package and may have replaced our files, and a module of that
-# name may come earlier on sys.path.  This module is not part of the package
-# for that reason.  truststore/_hook.py holds the rest of the rules API the
-# CLI uses.  Only site's modules (os, stat, sys) are imported here.  The gate
-# imports this module by name, as site imports the gate: a same-named file
-# earlier on sys.path would shadow it, as an ssl.py in a program's directory
-# shadows the standard library's; unlike ``truststore``, no other
-# distribution ships it.
+# truststore_autoinject (the gate, run at every start) imports this module at
+# the first watched import (ssl, urllib3's and requests' TLS modules), where
+# it is the one module of ours to load before the library's, and for the
+# starts it does not decide by itself (a switch variable that is not exactly
+# an off word, a config that is not one of the forms `enable`/`disable`
+# write, an install outside sys.prefix, an internal error), whose rules are
+# in truststore_autoinject_config, loaded by startup() only then: every
+# injected ``import ssl`` loads this module, so it holds only what that
+# needs, and the rare (issue 13).  Before anything of the ``truststore``
+# package runs, find_package() makes sure, without executing it, that the
+# package an import would load is truststore-auto's own: the public
+# ``truststore`` distribution ships the same top-level package and may have
+# replaced our files, and a module of that name may come earlier on sys.path.
+# This module is not part of the package for that reason.
+# truststore/_hook.py holds the rest of the rules API the CLI uses.  Only
+# site's modules (os, sys) are imported here.  The gate imports this module
+# by name, as site imports the gate: a same-named file earlier on sys.path
+# would shadow it, as an ssl.py in a program's directory shadows the
+# standard library's; unlike ``truststore``, no other distribution ships it.
 
 import os
-import stat  # already loaded: os imports it
 import sys
 
 import truststore_autoinject as _gate
@@ -32,11 +33,7 @@ if TYPE_CHECKING:
     from types import ModuleType
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-CONFIG_FILENAME = "truststore-auto.conf"
 FIX = "pip install --force-reinstall --no-deps truststore-auto"
-CONFIG_LIMIT = 65536  # longer configs are refused with a warning, not cut
-ON = ("1", "true", "yes", "on")
-OFF = ("0", "false", "no", "off")
 API_MODULE = "truststore._api"
 # The gate's find_spec holds the same names as a constant (a test checks).
 WATCHED = frozenset(
@@ -59,42 +56,11 @@ def startup() -> None:
     Called by the gate's startup(), once per process, for what it does not
     decide itself (or when its fast path failed); never raises."""
     try:
-        _decide()
+        import truststore_autoinject_config as config
+
+        config.decide()
     except Exception as exc:
         warn(f"auto-injection disabled by an internal error: {exc!r}")
-
-
-def _decide() -> None:
-    raw = os.environ.get("TRUSTSTORE_INJECT")
-    word = None if raw is None else raw.strip().lower()
-    if raw is not None and (word in ON or word in OFF):
-        enabled = word in ON
-        _gate._decision = (enabled, "environment variable TRUSTSTORE_INJECT=" + raw.strip())
-    elif raw is None and HERE.startswith(os.path.join(sys.prefix, "")):
-        # Installed in this environment: its config is in sys.prefix.
-        path = os.path.join(sys.prefix, CONFIG_FILENAME)
-        setting, problem = read_config(path)
-        if problem:
-            warn(problem)
-        enabled = setting is not False
-        _gate._decision = (
-            (True, "default (on)") if setting is None else (setting, f"config file {path}")
-        )
-    else:
-        # A bad variable, a --user install, a directory outside sys.prefix:
-        # the full rules live in truststore._hook; load it (only if the
-        # package is ours).
-        if not _package_is_ours():
-            return
-        try:
-            from truststore import _hook
-        except Exception as exc:
-            _stand_down("damaged", f"cannot load truststore._hook ({exc!r})")
-            return
-        enabled = _hook.startup_decision()
-    _gate._state = "on" if enabled else "off"
-    if enabled:
-        _gate.install()
 
 
 def install() -> None:
@@ -272,61 +238,6 @@ def find_package() -> "tuple[str, str]":
         return "ours", ours
     others = [n for n in os.listdir(HERE) if n.lower().startswith("truststore-")]
     return "foreign", ", ".join(sorted(others)) or "another distribution"
-
-
-def parse_config(text: str) -> "bool | None":
-    """The ``inject`` setting of *text* (None: none); ValueError if malformed."""
-    # Blank lines and '#' comments are skipped; unknown keys are ignored so
-    # that a newer version's file still reads; a line that is not
-    # 'key = value', or an inject value that is not an on/off word, makes the
-    # whole file malformed (the caller warns and applies the default).
-    result: bool | None = None
-    for number, line in enumerate(text.splitlines(), 1):
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        key, sep, value = line.partition("=")
-        if not sep:
-            raise ValueError(f"line {number} is not 'key = value'")
-        if key.strip().lower() == "inject":
-            value = value.strip().lower()
-            if value not in ON and value not in OFF:
-                raise ValueError(f"line {number}: inject must be on or off")
-            result = value in ON
-    return result
-
-
-def read_config(path: str) -> "tuple[bool | None, str | None]":
-    """(setting, problem): the config's ``inject`` value, or why it was ignored."""
-    # A missing file (or a dangling symlink) is no problem and costs one
-    # failed open.  Non-blocking open, then regular files only: a FIFO or a
-    # device in the config's place must not stall every interpreter's start;
-    # the descriptor is closed on every path (a directory opens fine).
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
-    except (FileNotFoundError, NotADirectoryError):
-        return None, None
-    except OSError as exc:
-        return None, f"ignoring {path}: {exc.strerror or exc}"
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return None, f"ignoring {path}: not a regular file"
-        data = b""
-        while len(data) <= CONFIG_LIMIT:
-            chunk = os.read(fd, CONFIG_LIMIT + 1 - len(data))
-            if not chunk:
-                break
-            data += chunk
-        if len(data) > CONFIG_LIMIT:
-            return None, f"ignoring {path}: longer than {CONFIG_LIMIT // 1024} KiB"
-        if data.startswith(b"\xef\xbb\xbf"):  # a BOM from a Windows editor
-            data = data[3:]
-        return parse_config(data.decode("utf-8")), None
-    except (OSError, UnicodeError, ValueError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        return None, f"ignoring {path}: {reason}"
-    finally:
-        os.close(fd)
 
 
 def decision() -> "tuple[bool, str] | None":

@@ -280,7 +280,8 @@ def test_corrupt_config_warns_once_and_the_default_applies(installed: Venv) -> N
 
 # What `enable`/`disable` write (and the one bare line) is decided by the gate
 # alone, at the cost of one short read; every other file, however close, by
-# the full rules in truststore_autoinject_rules, with the same verdict.
+# the full rules (truststore_autoinject_rules, which loads
+# truststore_autoinject_config for them), with the same verdict.
 GATE_ALONE = {
     _hook.format_config(True): True,
     _hook.format_config(False): False,
@@ -303,7 +304,8 @@ FULL_RULES = {
 }
 RULES_LOADED = (
     "import sys\n"
-    "print('truststore_autoinject_rules' in sys.modules)\n"
+    "print('truststore_autoinject_rules' in sys.modules,"
+    " 'truststore_autoinject_config' in sys.modules)\n"
     "import truststore_autoinject_rules as rules\n"
     "print(rules.decision())\n"
 )
@@ -316,7 +318,7 @@ def test_config_forms_the_gate_decides_alone(installed: Venv, fast: bool) -> Non
         result = installed.run(code=RULES_LOADED)
         assert result.returncode == 0, (text, result.stderr)
         loaded, decision = result.stdout.splitlines()
-        assert loaded == str(not fast), text
+        assert loaded.split() == [str(not fast)] * 2, text
         if setting is None:  # malformed or no setting: the default, maybe a warning
             assert decision == repr((True, "default (on)")), text
         else:
@@ -455,6 +457,7 @@ def test_wheel_puts_the_pth_and_start_at_the_root_of_site_packages(wheel: Path) 
         entry_points = zf.read(record_name.replace("RECORD", "entry_points.txt")).decode()
     assert "truststore/_hook.py" in names and "truststore_autoinject.py" in names
     assert "truststore_autoinject_rules.py" in names
+    assert "truststore_autoinject_config.py" in names
     # One line; site executes a .pth line only if it starts with "import".
     assert pth.count("\n") == 1 and pth.startswith("import ")
     assert "truststore_autoinject" in pth
@@ -474,13 +477,14 @@ def _leftovers(venv: Venv) -> list[str]:
 def test_pip_uninstall_leaves_nothing_behind(fresh_venv: Callable[[], Venv]) -> None:
     venv = fresh_venv()
     installed = _leftovers(venv)
-    assert len(installed) == 7, installed
+    assert len(installed) == 8, installed
     assert installed.count("truststore") == 2  # the package and bin/truststore
     assert re.fullmatch(r"truststore_auto-[^-]+\.dist-info", installed[2]), installed
     assert installed[3:] == [
         "truststore_autoinject.pth",
         "truststore_autoinject.py",
         "truststore_autoinject.start",
+        "truststore_autoinject_config.py",
         "truststore_autoinject_rules.py",
     ]
     result = subprocess.run(

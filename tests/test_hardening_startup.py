@@ -373,6 +373,30 @@ def test_gate_modules_damaged(damaged: Venv, name: str, damage: str) -> None:
     assert result.stdout.decode().strip() == NOT_INJECTED
 
 
+@pytest.mark.parametrize("damage", ["gone", "truncated"])
+def test_config_reader_damaged(damaged: Venv, damage: str) -> None:
+    """truststore_autoinject_config.py deleted or cut: the common start (no
+    config) never loads it and still injects at import ssl; a start that
+    needs the full rules starts with ssl the standard library's, at most
+    one line, no traceback."""
+    path = damaged.site_packages / "truststore_autoinject_config.py"
+    if damage == "gone":
+        path.unlink()
+    else:
+        path.write_text(path.read_text()[:700])
+    for leftover in damaged.site_packages.glob("__pycache__/truststore_autoinject_config.*"):
+        leftover.unlink()
+    result = damaged.run()
+    assert_healthy_start(result, injected=True, warns=False)
+    for variable, config in (("perhaps", None), (None, "inject=off\n")):
+        if config is not None:
+            (damaged.prefix / "truststore-auto.conf").write_text(config)
+        extra = {} if variable is None else {"TRUSTSTORE_INJECT": variable}
+        result = damaged.run(env=_product_env(**extra))
+        assert_healthy_start(result, injected=False, warns=True)
+        assert b"auto-injection disabled by an internal error" in result.stderr
+
+
 def test_pth_gone_package_left(damaged: Venv) -> None:
     (damaged.site_packages / "truststore_autoinject.pth").unlink()
     assert_healthy_start(damaged.run(), injected=False, warns=False)

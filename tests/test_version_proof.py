@@ -333,10 +333,11 @@ def test_hook_imports_only_modules_loaded_before_site() -> None:
     assert gate <= {"os", "sys"}, gate
     rules = _top_level_imports(PACKAGE_DIR / "truststore_autoinject_rules.py")
     assert rules <= {"os", "stat", "sys", "truststore_autoinject"}, rules
+    gate_modules = {"truststore_autoinject", "truststore_autoinject_rules"}
+    config = _top_level_imports(PACKAGE_DIR / "truststore_autoinject_config.py")
+    assert config <= {"os", "stat", "sys", *gate_modules}, config
     hook = _top_level_imports(PACKAGE_DIR / "truststore" / "_hook.py")
-    assert hook <= {"os", "stat", "sys", "truststore_autoinject", "truststore_autoinject_rules"}, (
-        hook
-    )
+    assert hook <= {"os", "stat", "sys", "truststore_autoinject_config", *gate_modules}, hook
 
 
 def test_hook_needs_nothing_importlib_removes_in_3_15_or_3_16() -> None:
@@ -348,6 +349,7 @@ def test_hook_needs_nothing_importlib_removes_in_3_15_or_3_16() -> None:
         for name in (
             "truststore_autoinject.py",
             "truststore_autoinject_rules.py",
+            "truststore_autoinject_config.py",
             "truststore/_hook.py",
         )
     )

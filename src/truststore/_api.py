@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
     from typing_extensions import Buffer
 
-    from . import _common, _connection, _trust
+    from . import _connection, _trust
 
     if sys.platform == "win32":
         from . import _windows as _backend
@@ -46,9 +46,9 @@ if TYPE_CHECKING:
 # connection state) is imported at the first context, not here: this module
 # is loaded by every ``import ssl`` of an injected interpreter, and most
 # programs that import ssl (through urllib.request, http.client, asyncio...)
-# never make a context.  Until then each of these globals is a _Deferred
-# that imports them all on its first attribute read and rebinds the globals
-# to the modules themselves, so later code pays nothing for the laziness.
+# never make a context.  Until then each of these globals is a stand-in
+# (_stand_in) that imports them all on its first attribute read and rebinds
+# the globals to the modules themselves, so later code pays nothing for the laziness.
 _BACKEND_MODULE = (
     "truststore._windows"
     if sys.platform == "win32"
@@ -112,25 +112,27 @@ def _stdlib_instead(exc: Exception) -> None:
             ssl.SSLContext = _StdSSLContext  # type: ignore[misc]
 
 
-class _Deferred:
-    """A module global of _DEFERRED until its first use (see there)."""
+def _stand_in(module_name: str) -> "Any":
+    """A module global of _DEFERRED until its first use (see there): an
+    empty module of that name whose PEP 562 ``__getattr__`` loads them all.
+    A module object, not an instance of a class of ours, because this runs
+    at ``import ssl`` and creating a class costs ~0.05 ms.  Dunder names
+    (``repr()`` asks for ``__file__``) do not load anything."""
+    stand_in = type(sys)(module_name, "Stands in for the module until its first use.")
 
-    __slots__ = ("_module_name",)
-
-    def __init__(self, module_name: str) -> None:
-        self._module_name = module_name
-
-    def __getattr__(self, attribute: str) -> "Any":
+    def __getattr__(attribute: str) -> "Any":
+        if attribute.startswith("__") and attribute.endswith("__"):
+            raise AttributeError(attribute)
         try:
             _load_deferred()
         except AttributeError as exc:
             # Not "no such attribute": getattr(x, name, default) and
             # hasattr() must not hide a module that failed to load.
-            raise ImportError(f"cannot import {self._module_name}: {exc!r}") from exc
-        return getattr(sys.modules[self._module_name], attribute)
+            raise ImportError(f"cannot import {module_name}: {exc!r}") from exc
+        return getattr(sys.modules[module_name], attribute)
 
-    def __repr__(self) -> str:
-        return f"<{self._module_name}, imported at its first use>"
+    stand_in.__getattr__ = __getattr__  # type: ignore[method-assign]
+    return stand_in
 
 
 def _check_deferred_present() -> None:
@@ -155,12 +157,12 @@ def _check_deferred_present() -> None:
 _check_deferred_present()
 if not TYPE_CHECKING:
     for _global_name, _module_name in _DEFERRED:
-        globals()[_global_name] = _Deferred(_module_name)
+        globals()[_global_name] = _stand_in(_module_name)
     del _global_name, _module_name
 
 __all__ = ["SSLContext", "extract_from_ssl", "inject_into_ssl"]
 
-# Refused on intercepting contexts (see _before_wrap); 0 where OpenSSL has none.
+# Refused on intercepting contexts (see _connection.before_wrap); 0 where OpenSSL has none.
 _NO_RENEGOTIATION: int = getattr(ssl, "OP_NO_RENEGOTIATION", 0)
 
 # The standard library's class, captured before anyone replaces it.
@@ -415,7 +417,7 @@ class SSLContext(_SuperTarget):
         owner: "Any" = None,
         session: "Any" = None,
     ) -> "Any":
-        self._before_wrap(owner, server_side, server_hostname, session)
+        _connection.before_wrap(self, owner, server_side, server_hostname)
         return super()._wrap_socket(  # type: ignore[misc]
             sock, server_side, server_hostname, owner=owner, session=session
         )
@@ -430,68 +432,9 @@ class SSLContext(_SuperTarget):
         owner: "Any" = None,
         session: "Any" = None,
     ) -> "Any":
-        self._before_wrap(owner, server_side, server_hostname, session)
+        _connection.before_wrap(self, owner, server_side, server_hostname)
         return super()._wrap_bio(  # type: ignore[misc]
             incoming, outgoing, server_side, server_hostname, owner=owner, session=session
-        )
-
-    def _before_wrap(
-        self, owner: "Any", server_side: bool, server_hostname: "str | None", session: "Any"
-    ) -> None:
-        """Fix, per connection, what its handshake will be verified against."""
-        if "_is_client" not in self.__dict__:
-            # A subclass skipped our __init__: this is a plain stdlib context
-            # (no OS store, OpenSSL's own checks), which fails closed.
-            return
-        if server_side:
-            if self._is_client:
-                # The owner's CAs only; refuses (ValueError) when the OS
-                # store joined this context without the owner asking.
-                self._trust.check_server(self, _backend, self.verify_mode != ssl.CERT_NONE)
-            return
-        if not self._trust.settled:
-            self._settle_client()
-        if self.check_hostname and not server_hostname:
-            # ssl.SSLSocket checks this, but wrap_bio() does not, and OpenSSL
-            # would then match no name at all.  No I/O has happened yet.
-            raise ValueError("check_hostname requires server_hostname")
-        intercept = self._intercept_active()
-        if not _connection.is_verifying_owner(owner):
-            if not intercept:
-                return  # OpenSSL verifies; only session/host binding is lost
-            # Someone drives the C object without ssl.py's classes; we would
-            # never see the end of its handshake, and OpenSSL verifies
-            # nothing here.  Fail closed.
-            raise ssl.SSLError(
-                "truststore.SSLContext needs ssl.SSLSocket/ssl.SSLObject (or "
-                f"subclasses) to verify the peer; got {type(owner).__name__}"
-            )
-        security_level = 0
-        if intercept:
-            check_hostname, verify_mode = self._user_check_hostname, self._user_verify_mode
-            # OpenSSL verifies nothing here, so it would also accept a TLS 1.2
-            # renegotiation to any certificate: refuse renegotiation (set on
-            # every wrap, so that clearing ``options`` cannot reopen it; the
-            # SSL object copies the options when it is made).
-            options = _C_OPTIONS.__get__(self)
-            if not options & _NO_RENEGOTIATION:
-                _C_OPTIONS.__set__(self, options | _NO_RENEGOTIATION)
-            # OpenSSL's security-level checks of the peer chain are lost with
-            # CERT_NONE too; _verify_peer applies them (_chain_policy).
-            security_level = _C_SECURITY_LEVEL.__get__(self)
-        else:
-            # The C values directly: the Python properties build enums, and
-            # this runs for every connection.
-            check_hostname = _C_CHECK_HOSTNAME.__get__(self)
-            verify_mode = _C_VERIFY_MODE.__get__(self)
-        owner.__dict__[_connection.PENDING_KEY] = _connection.Pending(
-            self,
-            server_hostname,
-            check_hostname,
-            verify_mode,
-            _C_VERIFY_FLAGS.__get__(self),
-            native=not intercept,
-            security_level=security_level,
         )
 
     def _settle_client(self) -> None:
@@ -499,91 +442,6 @@ class SSLContext(_SuperTarget):
         if not self._intercept and self._verifier_class is not None:
             switch = self._start_intercepting
         self._trust.settle_client(self, _backend, switch)
-
-    def _remember_session(self, session_id: bytes, host: "str | None") -> None:
-        with self._truststore_lock:
-            sessions = self._verified_sessions
-            sessions.pop(session_id, None)
-            sessions[session_id] = host
-            while len(sessions) > _connection.MAX_REMEMBERED_SESSIONS:
-                del sessions[next(iter(sessions))]
-
-    def _check_resumed_session(self, sslobj: "Any", pending: "_connection.Pending") -> None:
-        """A resumed session skips certificate checks (OpenSSL does not even
-        re-check the host name).  Accept it only if this context verified the
-        connection that produced it, for the same host when names matter.
-        Only the session actually resumed counts: the one offered at wrap
-        time can be swapped (``sock.session = ...``) before the handshake."""
-        resumed: bytes | None = None
-        try:
-            resumed = sslobj.session.id
-        except Exception:
-            resumed = None
-        with self._truststore_lock:
-            recorded = (
-                [self._verified_sessions[resumed]]
-                if resumed is not None and resumed in self._verified_sessions
-                else []
-            )
-        if not recorded:
-            raise _common.verification_error(
-                _common.X509_V_ERR_UNSPECIFIED,
-                "resumed a TLS session that this context did not verify",
-                pending.host,
-            )
-        if pending.check_hostname and pending.host not in recorded:
-            raise _common.verification_error(
-                _common.X509_V_ERR_HOSTNAME_MISMATCH,
-                f"resumed a TLS session verified for {recorded[0]!r}, not for this host",
-                pending.host,
-            )
-
-    def _verify_peer(self, sslobj: "Any", pending: "_connection.Pending") -> None:
-        if pending.verify_mode == ssl.CERT_NONE:
-            return
-        if sslobj.session_reused:
-            self._check_resumed_session(sslobj, pending)
-        if pending.native:
-            # OpenSSL verified during the handshake, except when there was
-            # nothing to verify: with an anonymous (aNULL) suite it ignores
-            # SSL_VERIFY_PEER and the peer sends no certificate at all.
-            if not sslobj.session_reused and sslobj.getpeercert(True) is None:
-                raise _common.verification_error(
-                    _common.X509_V_ERR_UNSPECIFIED, "the peer sent no certificate", pending.host
-                )
-            return
-        chain = sslobj.get_unverified_chain() or []
-        ders = [cert.public_bytes(_ssl.ENCODING_DER) for cert in chain]
-        if not ders:
-            if sslobj.session_reused:
-                return  # vouched for by _check_resumed_session
-            raise _common.verification_error(
-                _common.X509_V_ERR_UNSPECIFIED,
-                "the peer sent no certificate",
-                pending.host,
-            )
-        pending.peer_der = ders[0]
-        if pending.security_level > 0:
-            # Imported here: only the intercept path needs it.
-            from . import _chain_policy
-
-            _chain_policy.check(ders, pending.security_level, pending.host, self._trust.anchors)
-        try:
-            self._verifier.verify(
-                ders,
-                pending.host,
-                check_hostname=pending.check_hostname,
-                verify_flags=pending.verify_flags,
-            )
-        except ssl.SSLCertVerificationError:
-            raise
-        except Exception as exc:
-            # A backend bug or an OS API failure must never read as "trusted".
-            raise _common.verification_error(
-                _common.X509_V_ERR_UNSPECIFIED,
-                f"the OS verifier failed: {exc!r}",
-                pending.host,
-            ) from exc
 
     # -- trust anchors (the rules are in _trust) ------------------------------
     def load_verify_locations(

@@ -2,9 +2,9 @@
 the socket classes that run that verification after the handshake.
 
 A context (``_api.SSLContext``) decides *what* is trusted; this module decides
-*when*: each connection gets a ``Pending`` record when its SSL object is made,
-and its handshake is followed by exactly one verification through the
-context.  The record's state goes pending -> verifying -> verified | failed,
+*when*: each connection gets a ``Pending`` record when its SSL object is made
+(``before_wrap``), and its handshake is followed by exactly one verification
+with the context's verifier (``verify_peer``).  The record's state goes pending -> verifying -> verified | failed,
 under its own lock: every method that moves application bytes (and
 ``do_handshake``) runs the handshake and verification if nobody has, waits
 while another thread verifies, and raises once the connection failed.  So no
@@ -16,6 +16,7 @@ connection usable.  A verified connection pays one dict look-up per call.
 # Annotations that are not builtins are quoted instead of ``from __future__
 # import annotations``: __future__ is a module import of its own, paid at the
 # first context of every process (issue 13).
+import _ssl
 import _thread
 import socket
 import ssl
@@ -176,7 +177,7 @@ def _await_verdict(owner: "Any", handshake: "Callable[[], None]") -> None:
             raise error from None
         record.state = VERIFYING
         try:
-            record.context._verify_peer(owner._sslobj, record)
+            verify_peer(record.context, owner._sslobj, record)
         except BaseException as exc:
             if isinstance(exc, ssl.SSLCertVerificationError):
                 error = exc
@@ -204,8 +205,8 @@ def _remember_session(owner: "Any", session: "Any") -> None:
     # Bookkeeping only: an unrecorded session is simply never resumed.  (Not
     # contextlib.suppress: contextlib costs ~0.9 ms at the first import ssl.)
     try:  # noqa: SIM105
-        verified.context._remember_session(
-            session.id, verified.host if verified.check_hostname else None
+        record_verified_session(
+            verified.context, session.id, verified.host if verified.check_hostname else None
         )
     except Exception:
         pass
@@ -399,3 +400,166 @@ def with_verification(cls: "type[_T]", mixin: "type") -> "type[_T]":
             combined = type(f"Truststore{cls.__name__}", (mixin, cls), {})
             _combined_classes[key] = combined
     return combined
+
+
+# -- what a context does per connection ----------------------------------------
+# Functions of the context's, kept here rather than as methods of
+# _api.SSLContext: _api is loaded by every ``import ssl`` of an injected
+# interpreter, this module only at the first context (issue 13).
+
+
+def before_wrap(
+    context: "_api.SSLContext", owner: "Any", server_side: bool, server_hostname: "str | None"
+) -> None:
+    """Fix, per connection, what its handshake will be verified against
+    (``SSLContext._wrap_socket``/``_wrap_bio`` call this first)."""
+    if "_is_client" not in context.__dict__:
+        # A subclass skipped our __init__: this is a plain stdlib context
+        # (no OS store, OpenSSL's own checks), which fails closed.
+        return
+    if server_side:
+        if context._is_client:
+            # The owner's CAs only; refuses (ValueError) when the OS
+            # store joined this context without the owner asking.
+            # (_api's global, read through vars(): mypy sees no export.)
+            backend = vars(_api)["_backend"]
+            context._trust.check_server(context, backend, context.verify_mode != ssl.CERT_NONE)
+        return
+    if not context._trust.settled:
+        context._settle_client()
+    if context.check_hostname and not server_hostname:
+        # ssl.SSLSocket checks this, but wrap_bio() does not, and OpenSSL
+        # would then match no name at all.  No I/O has happened yet.
+        raise ValueError("check_hostname requires server_hostname")
+    intercept = context._intercept_active()
+    if not is_verifying_owner(owner):
+        if not intercept:
+            return  # OpenSSL verifies; only session/host binding is lost
+        # Someone drives the C object without ssl.py's classes; we would
+        # never see the end of its handshake, and OpenSSL verifies
+        # nothing here.  Fail closed.
+        raise ssl.SSLError(
+            "truststore.SSLContext needs ssl.SSLSocket/ssl.SSLObject (or "
+            f"subclasses) to verify the peer; got {type(owner).__name__}"
+        )
+    security_level = 0
+    if intercept:
+        check_hostname, verify_mode = context._user_check_hostname, context._user_verify_mode
+        # OpenSSL verifies nothing here, so it would also accept a TLS 1.2
+        # renegotiation to any certificate: refuse renegotiation (set on
+        # every wrap, so that clearing ``options`` cannot reopen it; the
+        # SSL object copies the options when it is made).
+        options = _api._C_OPTIONS.__get__(context)
+        if not options & _api._NO_RENEGOTIATION:
+            _api._C_OPTIONS.__set__(context, options | _api._NO_RENEGOTIATION)
+        # OpenSSL's security-level checks of the peer chain are lost with
+        # CERT_NONE too; verify_peer applies them (_chain_policy).
+        security_level = _api._C_SECURITY_LEVEL.__get__(context)
+    else:
+        # The C values directly: the Python properties build enums, and
+        # this runs for every connection.
+        check_hostname = _api._C_CHECK_HOSTNAME.__get__(context)
+        verify_mode = _api._C_VERIFY_MODE.__get__(context)
+    owner.__dict__[PENDING_KEY] = Pending(
+        context,
+        server_hostname,
+        check_hostname,
+        verify_mode,
+        _api._C_VERIFY_FLAGS.__get__(context),
+        native=not intercept,
+        security_level=security_level,
+    )
+
+
+def record_verified_session(
+    context: "_api.SSLContext", session_id: bytes, host: "str | None"
+) -> None:
+    """Remember that *context* verified the connection that made this
+    session (for *host*, when names matter): check_resumed_session's list."""
+    with context._truststore_lock:
+        sessions = context._verified_sessions
+        sessions.pop(session_id, None)
+        sessions[session_id] = host
+        while len(sessions) > MAX_REMEMBERED_SESSIONS:
+            del sessions[next(iter(sessions))]
+
+
+def check_resumed_session(context: "_api.SSLContext", sslobj: "Any", pending: "Pending") -> None:
+    """A resumed session skips certificate checks (OpenSSL does not even
+    re-check the host name).  Accept it only if *context* verified the
+    connection that produced it, for the same host when names matter.
+    Only the session actually resumed counts: the one offered at wrap
+    time can be swapped (``sock.session = ...``) before the handshake."""
+    resumed: bytes | None = None
+    try:
+        resumed = sslobj.session.id
+    except Exception:
+        resumed = None
+    with context._truststore_lock:
+        recorded = (
+            [context._verified_sessions[resumed]]
+            if resumed is not None and resumed in context._verified_sessions
+            else []
+        )
+    if not recorded:
+        raise _common.verification_error(
+            _common.X509_V_ERR_UNSPECIFIED,
+            "resumed a TLS session that this context did not verify",
+            pending.host,
+        )
+    if pending.check_hostname and pending.host not in recorded:
+        raise _common.verification_error(
+            _common.X509_V_ERR_HOSTNAME_MISMATCH,
+            f"resumed a TLS session verified for {recorded[0]!r}, not for this host",
+            pending.host,
+        )
+
+
+def verify_peer(context: "_api.SSLContext", sslobj: "Any", pending: "Pending") -> None:
+    """The verdict on one finished handshake of *context* (raises
+    ``ssl.SSLCertVerificationError`` unless the peer is trusted)."""
+    if pending.verify_mode == ssl.CERT_NONE:
+        return
+    if sslobj.session_reused:
+        check_resumed_session(context, sslobj, pending)
+    if pending.native:
+        # OpenSSL verified during the handshake, except when there was
+        # nothing to verify: with an anonymous (aNULL) suite it ignores
+        # SSL_VERIFY_PEER and the peer sends no certificate at all.
+        if not sslobj.session_reused and sslobj.getpeercert(True) is None:
+            raise _common.verification_error(
+                _common.X509_V_ERR_UNSPECIFIED, "the peer sent no certificate", pending.host
+            )
+        return
+    chain = sslobj.get_unverified_chain() or []
+    ders = [cert.public_bytes(_ssl.ENCODING_DER) for cert in chain]
+    if not ders:
+        if sslobj.session_reused:
+            return  # vouched for by check_resumed_session
+        raise _common.verification_error(
+            _common.X509_V_ERR_UNSPECIFIED,
+            "the peer sent no certificate",
+            pending.host,
+        )
+    pending.peer_der = ders[0]
+    if pending.security_level > 0:
+        # Imported here: only the intercept path needs it.
+        from . import _chain_policy
+
+        _chain_policy.check(ders, pending.security_level, pending.host, context._trust.anchors)
+    try:
+        context._verifier.verify(
+            ders,
+            pending.host,
+            check_hostname=pending.check_hostname,
+            verify_flags=pending.verify_flags,
+        )
+    except ssl.SSLCertVerificationError:
+        raise
+    except Exception as exc:
+        # A backend bug or an OS API failure must never read as "trusted".
+        raise _common.verification_error(
+            _common.X509_V_ERR_UNSPECIFIED,
+            f"the OS verifier failed: {exc!r}",
+            pending.host,
+        ) from exc

@@ -4,7 +4,8 @@ The start-up gate ``truststore_autoinject`` (the top-level module the .pth
 line and the .start entry name) handles the common start by itself; its
 ``truststore_autoinject_rules`` (another top-level module) holds the import
 hook and checks, without executing anything, that this package is
-truststore-auto's own before any of it runs.  This module is imported after
+truststore-auto's own before any of it runs; ``truststore_autoinject_config``
+(a third) reads the config file for the gate's unusual starts.  This module is imported after
 that check when the switch variable is not an on/off word or for a
 ``--user`` install (or any outside ``sys.prefix``), and by the CLI.  Only
 ``sys``/``os`` are used here.  Nothing here raises into the program; at most
@@ -15,6 +16,7 @@ import os
 import sys
 
 import truststore_autoinject as _gate
+import truststore_autoinject_config as _config
 import truststore_autoinject_rules as _rules
 
 TYPE_CHECKING = False
@@ -22,11 +24,11 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
 SWITCH_VARIABLE = "TRUSTSTORE_INJECT"
-CONFIG_FILENAME = _rules.CONFIG_FILENAME
+CONFIG_FILENAME = _config.CONFIG_FILENAME
 ON_WORDS = frozenset({"1", "true", "yes", "on"})
 OFF_WORDS = frozenset({"0", "false", "no", "off"})
 # Longer configs are refused with a warning rather than cut silently.
-CONFIG_LIMIT = _rules.CONFIG_LIMIT
+CONFIG_LIMIT = _config.CONFIG_LIMIT
 WATCHED: "frozenset[str]" = _rules.WATCHED
 API_MODULE = _rules.API_MODULE
 _warn: "Callable[[str], None]" = _rules.warn
@@ -100,12 +102,12 @@ def format_config(enabled: bool) -> str:
 
 def parse_config(text: str) -> "bool | None":
     """The ``inject`` setting of *text* (None: none); ValueError if malformed."""
-    return _rules.parse_config(text)
+    return _config.parse_config(text)
 
 
 def read_config(path: "str | None" = None) -> "tuple[bool | None, str | None]":
     """(setting, problem): the config's ``inject`` value, or why it was ignored."""
-    return _rules.read_config(config_path() if path is None else path)
+    return _config.read_config(config_path() if path is None else path)
 
 
 def decide(
