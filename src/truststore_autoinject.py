@@ -31,16 +31,20 @@ def startup():
         return
     _started = True
     try:
+        prefix = sys.prefix + os.sep
+        # Installed in this environment (not --user, not a system-site
+        # venv's base): the config is in sys.prefix.
+        here = __file__.startswith(prefix)
         # A venv's site processes its site-packages twice per start
         # (cpython#75723: venv() and then main() each call addsitepackages),
-        # and site reads and compiles every .pth line again on the second
-        # pass: about a fifth of this product's start-up cost.  Our line can
-        # only repeat an import that is done, so site's addpackage is wrapped
+        # reading and compiling every .pth line again on the second pass:
+        # about a fifth of this product's start-up cost.  Our line can only
+        # repeat an import that is done, so site's addpackage is wrapped
         # until it reaches our .pth again, which it then skips, putting its
         # own function back; every other .pth goes through unchanged.  Only
-        # where the signature is known (3.15's site runs the .start entry and
-        # no longer runs this line).
-        if sys.prefix != sys.base_prefix and sys.version_info < (3, 15):
+        # where the second pass comes and the signature is known (3.15's site
+        # runs the .start entry and no longer runs this line).
+        if here and sys.prefix != sys.base_prefix and sys.version_info < (3, 15):
             site = sys.modules.get("site")
             original = getattr(site, "addpackage", None)
             if original is not None:
@@ -53,49 +57,46 @@ def startup():
 
                 site.addpackage = addpackage
         raw = os.environ.get("TRUSTSTORE_INJECT")
-        if raw is None:
-            prefix = sys.prefix + os.sep
-            # Installed in this environment: the config is in sys.prefix.
-            if __file__.startswith(prefix):
-                path = prefix + "truststore-auto.conf"
-                # One open: absent (the common case) means the default.
-                # Non-blocking: a FIFO there must not stall a start.  (Not
-                # os.access(): it says False for a symlink loop too, which
-                # the full rules must see to warn about.)
-                try:
-                    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-                except FileNotFoundError:
-                    _decision = (True, "default (on)")
-                    _state = "on"
+        if raw is None and here:
+            path = prefix + "truststore-auto.conf"
+            # One open: absent (the common case) means the default.
+            # Non-blocking: a FIFO there must not stall a start.  (Not
+            # os.access(): it says False for a symlink loop too, which
+            # the full rules must see to warn about.)
+            try:
+                fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+            except FileNotFoundError:
+                _decision = (True, "default (on)")
+                _state = "on"
+                install()
+                return
+            # Decided here only for exactly what `enable`/`disable` write
+            # (or the bare line); anything else is read by the full
+            # rules.  pread fails on a FIFO or socket (ESPIPE) and a
+            # directory (EISDIR), so no fstat is needed to refuse them.
+            try:
+                data = os.pread(fd, 256, 0)
+            finally:
+                os.close(fd)
+            enabled = data in (
+                b"# truststore-auto settings for this Python environment.\n"
+                b"# Written by `python -m truststore enable|disable`; the\n"
+                b"# TRUSTSTORE_INJECT environment variable overrides it.\n"
+                b"inject = on\n",
+                b"inject = on\n",
+            )
+            if enabled or data in (
+                b"# truststore-auto settings for this Python environment.\n"
+                b"# Written by `python -m truststore enable|disable`; the\n"
+                b"# TRUSTSTORE_INJECT environment variable overrides it.\n"
+                b"inject = off\n",
+                b"inject = off\n",
+            ):
+                _decision = (enabled, "config file " + path)
+                _state = "on" if enabled else "off"
+                if enabled:
                     install()
-                    return
-                # Decided here only for exactly what `enable`/`disable` write
-                # (or the bare line); anything else is read by the full
-                # rules.  pread fails on a FIFO or socket (ESPIPE) and a
-                # directory (EISDIR), so no fstat is needed to refuse them.
-                try:
-                    data = os.pread(fd, 256, 0)
-                finally:
-                    os.close(fd)
-                enabled = data in (
-                    b"# truststore-auto settings for this Python environment.\n"
-                    b"# Written by `python -m truststore enable|disable`; the\n"
-                    b"# TRUSTSTORE_INJECT environment variable overrides it.\n"
-                    b"inject = on\n",
-                    b"inject = on\n",
-                )
-                if enabled or data in (
-                    b"# truststore-auto settings for this Python environment.\n"
-                    b"# Written by `python -m truststore enable|disable`; the\n"
-                    b"# TRUSTSTORE_INJECT environment variable overrides it.\n"
-                    b"inject = off\n",
-                    b"inject = off\n",
-                ):
-                    _decision = (enabled, "config file " + path)
-                    _state = "on" if enabled else "off"
-                    if enabled:
-                        install()
-                    return
+                return
         elif raw in ("0", "false", "no", "off"):
             _decision = (False, "environment variable TRUSTSTORE_INJECT=" + raw)
             _state = "off"
