@@ -42,12 +42,14 @@ def startup():
         # repeat an import that is done, so site's addpackage is wrapped
         # until it reaches our .pth again, which it then skips, putting its
         # own function back; every other .pth goes through unchanged.  Only
-        # where the second pass comes and the signature is known (3.15's site
-        # runs the .start entry and no longer runs this line).
+        # where the second pass comes and site's addpackage takes the three
+        # arguments this wrapper passes on (3.15's site runs the .start entry
+        # and no longer runs this line; a site.py of another shape is left
+        # alone).
         if here and sys.prefix != sys.base_prefix and sys.version_info < (3, 15):
             site = sys.modules.get("site")
             original = getattr(site, "addpackage", None)
-            if original is not None:
+            if getattr(getattr(original, "__code__", None), "co_argcount", 0) == 3:
 
                 def addpackage(sitedir, name, known_paths):
                     if name == "truststore_autoinject.pth" and site.addpackage is addpackage:
