@@ -367,6 +367,44 @@ def test_site_processes_the_pth_twice_and_it_patches_and_warns_once(installed: V
     assert len(warning_lines(result)) == 1
 
 
+# A .pth sorted before ours records the source of every compile() site does
+# after it (the audit event "compile" covers exec of a string; 3.13's site
+# passes the line without its newline): its own line shows up once (site's
+# second pass; the hook is added in the first), ours should show up once too.
+# Added once, however often site runs the probe.
+COMPILE_PROBE = (
+    "import sys;hasattr(sys,'_probe_sources') or (setattr(sys,'_probe_sources',[]),"
+    "sys.addaudithook(lambda e,a:e=='compile'and sys._probe_sources.append(a[0])))\n"
+)
+
+
+@pytest.mark.parametrize("extra", [{}, {"TRUSTSTORE_INJECT": "0"}, {"TRUSTSTORE_INJECT": "maybe"}])
+def test_site_runs_our_pth_line_once_and_every_other_pth_as_before(
+    installed: Venv, extra: dict[str, str]
+) -> None:
+    """The gate skips site's second pass over its own .pth (a venv runs
+    each .pth twice: about a fifth of the start-up cost), on or off; every
+    other .pth still runs twice, and site's addpackage is its own again."""
+    ours = (installed.site_packages / "truststore_autoinject.pth").read_text()
+    probe = installed.site_packages / "a_truststore_test_probe.pth"
+    probe.write_text(COMPILE_PROBE)
+    try:
+        code = (
+            "import site, sys\n"
+            "def text(s): return (s.decode() if isinstance(s, bytes) else s).strip()\n"
+            "sources = [text(s) for s in sys._probe_sources]\n"
+            f"print(sources.count({ours.strip()!r}), sources.count({COMPILE_PROBE.strip()!r}),\n"
+            "      site.addpackage.__module__, site.addpackage.__qualname__,\n"
+            "      'truststore_autoinject' in sys.modules)\n"
+        )
+        result = installed.run(code=code, env=product_environ(**extra))
+    finally:
+        probe.unlink()
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["1", "1", "site", "addpackage", "True"], result.stderr
+    assert len(warning_lines(result)) == (1 if extra.get("TRUSTSTORE_INJECT") == "maybe" else 0)
+
+
 @pytest.mark.parametrize("extra", [{}, {"TRUSTSTORE_INJECT": "nonsense"}], ids=["clean", "warning"])
 def test_exit_status_and_user_errors_are_untouched(installed: Venv, extra: dict[str, str]) -> None:
     env = product_environ(**extra)
