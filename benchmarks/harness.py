@@ -119,7 +119,7 @@ class Plan:
         return cls(
             quick=False,
             startup_rounds=40,
-            startup_cheap_pass=160,
+            startup_cheap_pass=400,
             startup_cheap_requests=60,
             conn_rounds=8,
             conn_n=30,
@@ -133,7 +133,7 @@ class Plan:
             scale_sizes=SCALE_SIZES_FULL,
             scale_reps=3,
             scale_budget_s=0.6,
-            startup_cheap_ssl=120,
+            startup_cheap_ssl=300,
             create_rounds=4,
             create_n=100,
             create_budget_s=1.5,
@@ -348,16 +348,24 @@ class Bench:
         for rnd in range(total):
             if time.monotonic() > deadline and rnd >= 3:
                 break
-            jobs = []
+            # The cheap variants of one program run back to back, in a random
+            # order, as one block: the differences that are the result (a
+            # few tenths of a millisecond) then come from neighbouring runs,
+            # not from runs with a 100-300 ms interpreter of another variant
+            # (and its effect on caches and clocks) between them.  Blocks and
+            # the other variants' runs are shuffled among each other.
+            units: list[list[tuple[tuple[str, venvs.Env, str, dict[str, str]], str]]] = []
             for program, (all_rounds, cheap_rounds) in rounds_for.items():
                 if rnd >= max(all_rounds, cheap_rounds):
                     continue
-                for variant in variants:
-                    if rnd < all_rounds or variant[0] in cheap:
-                        jobs.append((variant, program))
-            self.rng.shuffle(jobs)
+                block = [(variant, program) for variant in variants if variant[0] in cheap]
+                self.rng.shuffle(block)
+                units.append(block)
+                if rnd < all_rounds:
+                    units += [[(v, program)] for v in variants if v[0] not in cheap]
+            self.rng.shuffle(units)
             measured: set[tuple[str, str]] = set()
-            for variant, program in jobs:
+            for variant, program in (job for unit in units for job in unit):
                 w, c = run(variant, program)
                 wall[program][variant[0]].append(w)
                 cpu[program][variant[0]].append(c)
