@@ -59,11 +59,9 @@ def _is_verify_failure(exc: BaseException) -> bool:
 # -- HTTP clients, a new pool/session per request ----------------------------
 
 
-def _urllib3_once(url: str, ca_certs: str | None, insecure: bool = False) -> None:
+def _urllib3_once(url: str, ca_certs: str | None) -> None:
     import urllib3
 
-    if insecure:
-        raise ValueError("no verification-off variant for urllib3 (see harness.conn_variants)")
     kwargs: dict[str, Any] = {"ca_certs": ca_certs} if ca_certs else {}
     with urllib3.PoolManager(**kwargs) as pool:
         response = pool.request("GET", url, retries=False, timeout=IO_TIMEOUT)
@@ -71,19 +69,17 @@ def _urllib3_once(url: str, ca_certs: str | None, insecure: bool = False) -> Non
         raise RuntimeError(f"unexpected status {response.status}")
 
 
-def _requests_once(url: str, ca_certs: str | None, insecure: bool = False) -> None:
+def _requests_once(url: str, ca_certs: str | None) -> None:
     import requests
 
     # REQUESTS_CA_BUNDLE (set by the orchestrator for bare) is honoured by
     # the Session itself, exactly as in a user's program.
-    if insecure:
-        raise ValueError("no verification-off variant for requests (see harness.conn_variants)")
     with requests.Session() as session:
         response = session.get(url, timeout=IO_TIMEOUT)
     response.raise_for_status()
 
 
-def _httpx_client(ca_certs: str | None, insecure: bool = False) -> Any:
+def _httpx_client(ca_certs: str | None) -> Any:
     """A new ``httpx.Client`` as a program makes it.
 
     ``trust_env=False``: the orchestrator's SSL_CERT_FILE/SSL_CERT_DIR stand
@@ -94,13 +90,9 @@ def _httpx_client(ca_certs: str | None, insecure: bool = False) -> Any:
     is what httpx does with certifi's file by default; and as httpx does,
     it first asks ``certifi.where()`` for that file (the first call of a
     process imports importlib.resources, ~2 ms, which ours pays too).
-    *insecure*: verification off (``verify=False``), the floor that no
-    verifying configuration can go under.
     """
     import httpx
 
-    if insecure:
-        return httpx.Client(trust_env=False, verify=False)
     if ca_certs:
         import ssl
 
@@ -111,13 +103,23 @@ def _httpx_client(ca_certs: str | None, insecure: bool = False) -> Any:
     return httpx.Client(trust_env=False)
 
 
-def _httpx_once(url: str, ca_certs: str | None, insecure: bool = False) -> None:
-    with _httpx_client(ca_certs, insecure) as client:
+def _httpx_once(url: str, ca_certs: str | None) -> None:
+    with _httpx_client(ca_certs) as client:
         response = client.get(url, timeout=IO_TIMEOUT)
     response.raise_for_status()
 
 
-CLIENTS: dict[str, Callable[[str, str | None, bool], None]] = {
+def _httpx_unverified_once(url: str, ca_certs: str | None) -> None:
+    """httpx with verification off (``verify=False``): no trust work and no
+    certifi, the floor that no verifying variant can go under."""
+    import httpx
+
+    with httpx.Client(trust_env=False, verify=False) as client:
+        response = client.get(url, timeout=IO_TIMEOUT)
+    response.raise_for_status()
+
+
+CLIENTS: dict[str, Callable[[str, str | None], None]] = {
     "urllib3": _urllib3_once,
     "requests": _requests_once,
     "httpx": _httpx_once,
@@ -153,12 +155,12 @@ def mode_preflight(spec: dict[str, Any]) -> dict[str, Any]:
     checks: dict[str, str] = {}
     for client, once in CLIENTS.items():
         try:
-            once(spec["trusted_url"], spec.get("ca_certs"), False)
+            once(spec["trusted_url"], spec.get("ca_certs"))
             checks[f"{client} trusted"] = "ok"
         except Exception as exc:
             checks[f"{client} trusted"] = f"FAILED: {exc!r}"
         try:
-            once(spec["untrusted_url"], spec.get("ca_certs"), False)
+            once(spec["untrusted_url"], spec.get("ca_certs"))
             checks[f"{client} untrusted"] = "FAILED: an untrusted certificate was accepted"
         except Exception as exc:
             checks[f"{client} untrusted"] = (
@@ -176,22 +178,22 @@ def mode_preflight(spec: dict[str, Any]) -> dict[str, Any]:
 
 def mode_conn(spec: dict[str, Any]) -> dict[str, Any]:
     """Row 2: one HTTPS request per new PoolManager / Session."""
-    once = CLIENTS[spec["client"]]
+    # "insecure" (httpx only): the floor row, verification off.
+    once = _httpx_unverified_once if spec.get("insecure") else CLIENTS[spec["client"]]
     url, ca_certs = spec["url"], spec.get("ca_certs")
-    insecure = bool(spec.get("insecure", False))
     # Import the client first: "first request" is the first connection of a
     # process that has its libraries loaded (the public truststore's
     # inject_into_ssl() has already imported urllib3, the others not).
     __import__(spec["client"])
     start, start_cpu = _now(), _cpu()
-    once(url, ca_certs, insecure)
+    once(url, ca_certs)
     first, first_cpu = _now() - start, _cpu() - start_cpu
     times: list[float] = []
     cpu: list[float] = []
     deadline = _now() + spec["budget_s"]
     while len(times) < spec["n"] and (_now() < deadline or len(times) < spec["min_n"]):
         t0, c0 = _now(), _cpu()
-        once(url, ca_certs, insecure)
+        once(url, ca_certs)
         times.append(_ms(_now() - t0))
         cpu.append(_ms(_cpu() - c0))
     return {

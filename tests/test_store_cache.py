@@ -22,12 +22,31 @@ from support import TLSServer, make_store, scrubbed_environ, serve_cert
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 
+# Part of both children: one new library context per port, one handshake
+# each (truststore is imported at the first call, after the child's setup).
+HANDSHAKE_VERDICTS = r"""
+def handshake_verdicts(ports):
+    import socket, ssl, truststore
+    verdicts = []
+    for port in ports:
+        ctx = truststore.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        try:
+            raw = socket.create_connection(("127.0.0.1", int(port)), timeout=10)
+            with ctx.wrap_socket(raw, server_hostname="localhost"):
+                verdicts.append("trusted")
+        except ssl.SSLCertVerificationError:
+            verdicts.append("refused")
+    return verdicts
+"""
+
 # The child: one library context, one handshake per port given; prints
 # {"verdicts": [...], "store_opens": n, "cache_opens": m}: files this process
 # opened under the store directory (the bundle, hashed entries) and under
 # the cache directory.
-CHILD = r"""
-import json, os, socket, ssl, sys
+CHILD = (
+    HANDSHAKE_VERDICTS
+    + r"""
+import json, os, sys
 sys.path.insert(0, SRC)
 store = os.path.dirname(os.environ["SSL_CERT_FILE"])
 cache = os.environ.get("TRUSTSTORE_CACHE_DIR") or "/nonexistent/"
@@ -40,18 +59,10 @@ def audit(event, args):
         elif path.startswith(cache):
             cache_opened.append(path)
 sys.addaudithook(audit)
-import truststore
-verdicts = []
-for port in sys.argv[1:]:
-    ctx = truststore.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    try:
-        raw = socket.create_connection(("127.0.0.1", int(port)), timeout=10)
-        with ctx.wrap_socket(raw, server_hostname="localhost"):
-            verdicts.append("trusted")
-    except ssl.SSLCertVerificationError:
-        verdicts.append("refused")
+verdicts = handshake_verdicts(sys.argv[1:])
 print(json.dumps({"verdicts": verdicts, "store_opens": len(opened), "cache_opens": len(cache_opened)}))
 """.replace("SRC", repr(SRC))
+)
 
 
 def run_child(env: dict[str, str], *servers: TLSServer) -> dict[str, object]:
@@ -253,23 +264,16 @@ def test_set_user_id_process_does_not_use_the_cache(
 # substitute list names the attacker's hashed directory (the list is data;
 # a real one is a distribution's, e.g. Fedora's directory-hash), one library
 # context per port.
-UNPRIVILEGED_CHILD = r"""
-import json, socket, ssl, sys
+UNPRIVILEGED_CHILD = (
+    HANDSHAKE_VERDICTS
+    + r"""
+import json, sys
 sys.path.insert(0, sys.argv[1])
 from truststore import _openssl
 _openssl.SUBSTITUTE_DIRS = ((sys.argv[2], "test"),)
-import truststore
-verdicts = []
-for port in sys.argv[3:]:
-    ctx = truststore.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    try:
-        raw = socket.create_connection(("127.0.0.1", int(port)), timeout=10)
-        with ctx.wrap_socket(raw, server_hostname="localhost"):
-            verdicts.append("trusted")
-    except ssl.SSLCertVerificationError:
-        verdicts.append("refused")
-print(json.dumps(verdicts))
+print(json.dumps(handshake_verdicts(sys.argv[3:])))
 """
+)
 
 
 def test_a_users_cache_cannot_name_a_distribution_directory() -> None:
