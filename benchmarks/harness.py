@@ -420,12 +420,16 @@ class Bench:
         else:
             found.append(("bare", bare, {}, {"REQUESTS_CA_BUNDLE": self.bare_bundle}))
         if client == "httpx":
-            # The floor: the same first request with verification off (no
-            # trust work at all, no certifi.where()), which no verifying
-            # variant can beat.  httpx only: urllib3 (and so requests) still
-            # loads OpenSSL's default certificates into a context it makes
-            # for CERT_NONE, so theirs would be no floor.
-            found.append(("no-verify", bare, {"insecure": True}, {}))
+            # The floors: the same first request with verification off (no
+            # trust work at all), which no verifying variant can beat; and
+            # the same after `import certifi; certifi.where()`, which
+            # httpx's default verify=True does before any trust work, in
+            # bare and ours alike (probe.HTTPX_FLOORS).  httpx only: urllib3
+            # (and so requests) still loads OpenSSL's default certificates
+            # into a context it makes for CERT_NONE, so theirs would be no
+            # floor.
+            found.append(("no-verify", bare, {"floor": "verify-off"}, {}))
+            found.append(("no-verify+certifi", bare, {"floor": "verify-off+certifi"}, {}))
         found += [
             ("ours", self.envs["ours"], {}, self.os_store_environ("file+dir")),
             ("ours-bundle-only", self.envs["ours"], {}, self.os_store_environ("file")),
