@@ -25,8 +25,10 @@ if TYPE_CHECKING:
 
 SWITCH_VARIABLE = "TRUSTSTORE_INJECT"
 CONFIG_FILENAME = _config.CONFIG_FILENAME
-ON_WORDS = frozenset({"1", "true", "yes", "on"})
-OFF_WORDS = frozenset({"0", "false", "no", "off"})
+# The switch words: the full start-up rules' own, so that the CLI and the
+# rules cannot disagree (the gate's inline off words are only its fast path).
+ON_WORDS = frozenset(_config.ON)
+OFF_WORDS = frozenset(_config.OFF)
 # Longer configs are refused with a warning rather than cut silently.
 CONFIG_LIMIT = _config.CONFIG_LIMIT
 WATCHED: "frozenset[str]" = _rules.WATCHED
